@@ -1,0 +1,294 @@
+"""The `dialer-stats` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import suppress
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import Progress
+
+from processors.settings import Settings
+
+cli = typer.Typer(
+    help="Live, exact campaign statistics for an outbound AI call dialer.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+token_cli = typer.Typer(help="Manage API tokens.", no_args_is_help=True)
+cli.add_typer(token_cli, name="token")
+err = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+def _wait_for_signal() -> None:
+    stop = {"now": False}
+
+    def handler(signum: int, frame: object) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    while not stop["now"]:
+        time.sleep(0.2)
+
+
+@cli.command()
+def infra(
+    kafka_port: Annotated[int, typer.Option(help="Broker port (0: any free port).")] = 9092,
+    redis_port: Annotated[int, typer.Option(help="valkey port (0: any free port).")] = 6379,
+) -> None:
+    """Run only the embedded broker and valkey, with topics, until Ctrl-C."""
+    from processors.embedded import EmbeddedInfra
+
+    with EmbeddedInfra(_settings(), kafka_port=kafka_port, redis_port=redis_port) as running:
+        for name, value in running.env.items():
+            print(f"{name}={value}", flush=True)
+        _wait_for_signal()
+
+
+@cli.command()
+def worker(
+    loglevel: Annotated[str, typer.Option(help="Log level.")] = "info",
+) -> None:
+    """Run one faust worker."""
+    from processors.worker import run_worker
+
+    sys.argv = [sys.argv[0], "worker"]  # faust parses argv itself
+    run_worker(_settings(), loglevel=loglevel)
+
+
+@cli.command()
+def api(
+    host: Annotated[str | None, typer.Option(help="Bind address.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+) -> None:
+    """Run the HTTP API."""
+    import uvicorn
+
+    from api.main import create_app
+
+    settings = _settings()
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        log_level="info",
+        access_log=False,
+    )
+
+
+@cli.command()
+def produce(
+    file: Annotated[str, typer.Argument(help="JSON-lines file, or - for standard input.")],
+    raw: Annotated[bool, typer.Option("--raw", help="Publish every line verbatim.")] = False,
+) -> None:
+    """Publish JSON-lines events to their topics, keyed by entity id."""
+    from processors.produce import open_producer, publish, route_lines
+
+    settings = _settings()
+    if file == "-":
+        lines = sys.stdin.buffer.read().splitlines(keepends=True)
+    else:
+        path = Path(file)
+        if not path.is_file():
+            err.print(f"error: no such file: {file}")
+            raise typer.Exit(2)
+        lines = path.read_bytes().splitlines(keepends=True)
+    outgoing, refused = route_lines(
+        lines, settings, raw=raw, max_bytes=settings.max_message_bytes
+    )
+    for number, rejection in refused:
+        err.print(f"line {number}: {rejection.reason}: {rejection.message}", highlight=False)
+
+    async def run() -> None:
+        producer = await open_producer(settings)
+        try:
+            with Progress(console=err, transient=True, disable=not err.is_terminal) as bar:
+                task = bar.add_task("publishing", total=len(outgoing))
+                async for sent in publish(producer, outgoing):
+                    bar.advance(task, sent)
+        finally:
+            await producer.stop()
+
+    if outgoing:
+        asyncio.run(run())
+    err.print(f"published {len(outgoing)} messages, refused {len(refused)} lines")
+    if refused:
+        raise typer.Exit(1)
+
+
+@cli.command()
+def simulate(
+    campaigns: Annotated[int, typer.Option(min=1, help="Number of campaigns.")] = 3,
+    rate: Annotated[float, typer.Option(min=0.1, help="Events per second.")] = 200.0,
+    organizations: Annotated[int, typer.Option(min=1, help="Number of organizations.")] = 2,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    limit: Annotated[int, typer.Option(min=0, help="Stop after this many events (0: never).")] = 0,
+) -> None:
+    """Generate realistic dialer traffic and publish it."""
+    settings = _settings()
+    with suppress(KeyboardInterrupt):
+        asyncio.run(_simulate(settings, campaigns, organizations, rate, seed, limit))
+
+
+async def _simulate(
+    settings: Settings, campaigns: int, organizations: int, rate: float, seed: int, limit: int
+) -> None:
+    import json
+
+    from processors.produce import open_producer, route_raw
+    from processors.simulate import Simulation
+
+    simulation = Simulation(campaigns=campaigns, organizations=organizations, seed=seed)
+    producer = await open_producer(settings)
+    err.print(
+        "simulating "
+        + ", ".join(f"{c.campaign_id} ({c.organization_id})" for c in simulation.campaigns)
+    )
+    try:
+        started = time.monotonic()
+        for n, event in enumerate(simulation.events(), start=1):
+            message = route_raw(json.dumps(event).encode(), settings)
+            await producer.send(message.topic, message.value, key=message.key)
+            if limit and n >= limit:
+                break
+            ahead = n / rate - (time.monotonic() - started)
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+@token_cli.command("create")
+def token_create(
+    org: Annotated[str, typer.Option("--org", help="Organization the token belongs to.")],
+) -> None:
+    """Print one new token for an organization."""
+    from processors.store import Store, connect
+
+    async def run() -> str:
+        store = Store(connect(_settings()))
+        try:
+            return await store.create_token(org)
+        finally:
+            await store.close()
+
+    print(asyncio.run(run()))
+
+
+@token_cli.command("revoke")
+def token_revoke(token: Annotated[str, typer.Argument(help="The token to revoke.")]) -> None:
+    """Revoke a token."""
+    from processors.store import Store, connect
+
+    async def run() -> bool:
+        store = Store(connect(_settings()))
+        try:
+            return await store.revoke_token(token)
+        finally:
+            await store.close()
+
+    if not asyncio.run(run()):
+        err.print("error: unknown token")
+        raise typer.Exit(1)
+    err.print("revoked")
+
+
+@cli.command()
+def up(
+    campaigns: Annotated[int, typer.Option(min=1, help="Simulated campaigns.")] = 3,
+    rate: Annotated[float, typer.Option(min=0.1, help="Simulated events per second.")] = 200.0,
+    port: Annotated[int, typer.Option(help="API port.")] = 8000,
+    embedded: Annotated[
+        bool, typer.Option(help="Start the embedded broker and valkey (else use the env).")
+    ] = True,
+) -> None:
+    """Run everything on one machine: broker, valkey, worker, API and the simulator."""
+    from processors.embedded import EmbeddedInfra
+
+    infra_ctx = EmbeddedInfra(_settings(), kafka_port=0, redis_port=0) if embedded else None
+    if infra_ctx is not None:
+        infra_ctx.start()
+        os.environ.update(infra_ctx.env)
+    settings = _settings()
+    children: list[subprocess.Popen[bytes]] = []
+    try:
+        exe = [sys.executable, "-m", "processors.cli"]
+        children.append(subprocess.Popen([*exe, "worker", "--loglevel", "warning"]))
+        children.append(subprocess.Popen([*exe, "api", "--port", str(port)]))
+        token = _demo_token(settings, organization="org_0_0")
+        url = f"http://{settings.api_host}:{port}"
+        _wait_http(f"{url}/healthz", timeout=30)
+        children.append(
+            subprocess.Popen(
+                [*exe, "simulate", "--campaigns", str(campaigns), "--rate", str(rate)]
+            )
+        )
+        print(f"\nKAFKA_BOOTSTRAP_SERVERS={settings.kafka_bootstrap_servers}")
+        print(f"REDIS_URL={settings.redis_url}")
+        print(f"Dashboard: {url}/dashboard")
+        print(f"API docs:  {url}/docs")
+        print(f"Token (organization org_0_0): {token}")
+        print(
+            f'Try: curl -H "Authorization: Bearer {token}" {url}/api/v1/campaigns/cmp_0_0/stats'
+        )
+        print("Ctrl-C stops everything.\n", flush=True)
+        _wait_for_signal()
+    finally:
+        for child in reversed(children):
+            child.send_signal(signal.SIGTERM)
+        for child in reversed(children):
+            try:
+                child.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        if infra_ctx is not None:
+            infra_ctx.stop()
+
+
+def _demo_token(settings: Settings, organization: str) -> str:
+    from processors.store import Store, connect
+
+    async def run() -> str:
+        store = Store(connect(settings))
+        try:
+            return await store.create_token(organization)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+def _wait_http(url: str, timeout: float) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer within {timeout} s")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,31 @@
+"""Prometheus metrics of the worker."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+EVENTS = Counter(
+    "dialer_stats_events_total",
+    "Input messages by outcome (applied, replayed, stale, dead_lettered).",
+    ["outcome"],
+)
+DEAD_LETTERS = Counter(
+    "dialer_stats_dead_letters_total", "Messages sent to the dead-letter topic.", ["reason"]
+)
+APPLY_SECONDS = Histogram(
+    "dialer_stats_apply_seconds",
+    "Time to apply one fetched batch to Redis.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+BATCH_SIZE = Histogram(
+    "dialer_stats_batch_messages",
+    "Messages per fetched batch.",
+    buckets=(1, 10, 50, 100, 500, 1000, 2500, 5000, 10000),
+)
+CONSUMER_LAG = Gauge(
+    "dialer_stats_consumer_lag", "Messages behind the partition's end.", ["topic", "partition"]
+)
+EPOCHS = Counter(
+    "dialer_stats_partition_epochs_total",
+    "New incarnations detected for a partition (wiped or recreated topic).",
+)

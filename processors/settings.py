@@ -1,0 +1,48 @@
+"""Configuration from the environment, validated once at start and passed down."""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of dialer-stats; `KAFKA_BOOTSTRAP_SERVERS` and `REDIS_URL` are unprefixed."""
+
+    model_config = SettingsConfigDict(env_prefix="DIALER_STATS_", frozen=True, extra="ignore")
+
+    kafka_bootstrap_servers: str = Field(
+        default="127.0.0.1:9092",
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "DIALER_STATS_KAFKA_BOOTSTRAP_SERVERS"),
+    )
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        validation_alias=AliasChoices("REDIS_URL", "DIALER_STATS_REDIS_URL"),
+    )
+    redis_cluster: bool = False
+
+    topic_batches: str = "dialer.batches"
+    topic_contacts: str = "dialer.contacts"
+    topic_call_records: str = "dialer.call_records"
+    topic_dead_letter: str = "dialer.dead_letter"
+    topic_partitions: int = Field(default=6, ge=1)
+
+    consumer_group: str = "dialer-stats"
+    max_message_bytes: int = Field(default=64 * 1024, ge=1024)
+    fetch_max_records: int = Field(default=5000, ge=1)
+    commit_interval: float = Field(default=1.0, gt=0)
+    session_timeout: float = Field(default=10.0, gt=0)
+    worker_metrics_port: int = Field(default=0, ge=0, le=65535)
+
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+
+    @property
+    def source_topics(self) -> tuple[str, str, str]:
+        """The three topics the worker consumes."""
+        return (self.topic_batches, self.topic_contacts, self.topic_call_records)
+
+    @property
+    def all_topics(self) -> tuple[str, ...]:
+        """The source topics and the dead-letter topic."""
+        return (*self.source_topics, self.topic_dead_letter)

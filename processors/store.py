@@ -1,0 +1,184 @@
+"""Redis I/O: apply slices through APPLY_SLICE, read counters, tokens, partition markers."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Sequence
+from typing import Any, cast
+
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import NoScriptError, RedisError
+
+from processors import StoreUnavailable, keys
+from processors.events import BATCH_STATUSES
+from processors.lua import APPLY_SLICE
+from processors.settings import Settings
+from processors.slices import Slice, encode
+from processors.views import batch_view, stats_view
+
+Client = aioredis.Redis | RedisCluster
+
+
+def connect(settings: Settings) -> Client:
+    """A client for `REDIS_URL`; a cluster client for `redis-cluster://` or the cluster flag."""
+    url = settings.redis_url
+    if url.startswith("redis-cluster://") or settings.redis_cluster:
+        url = url.replace("redis-cluster://", "redis://", 1)
+        return cast(Client, RedisCluster.from_url(url, decode_responses=True))
+    return aioredis.Redis.from_url(
+        url, decode_responses=True, health_check_interval=10, socket_connect_timeout=5
+    )
+
+
+def token_hash(token: str) -> str:
+    """Tokens are stored as their SHA-256 only."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Store:
+    """Every read and write dialer-stats makes against Redis."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self._apply_sha = hashlib.sha1(APPLY_SLICE.encode()).hexdigest()
+
+    async def close(self) -> None:
+        """Release the connection pool."""
+        await self.client.aclose()
+
+    # -- writes --------------------------------------------------------------------------
+
+    async def apply(self, slices: Sequence[tuple[Slice, int]]) -> list[list[int]]:
+        """Apply `(slice, epoch)` pairs, one atomic script call each; outcome codes per event.
+
+        A call is retried only when the script was not loaded (NOSCRIPT): such a call never
+        ran. Re-running one that did run would be harmless too -- the fence turns it into
+        replays -- but it would not be counted as applied.
+        """
+        calls = [encode(part, epoch) for part, epoch in slices]
+        results: list[Any] = [None] * len(calls)
+        pending = list(range(len(calls)))
+        for _ in range(3):
+            answers = await self._evalsha_many([calls[i] for i in pending])
+            retry = []
+            for i, answer in zip(pending, answers, strict=True):
+                if isinstance(answer, NoScriptError):
+                    retry.append(i)
+                elif isinstance(answer, Exception):
+                    raise StoreUnavailable(f"applying a slice failed: {answer}") from answer
+                else:
+                    results[i] = [int(code) for code in answer]
+            if not retry:
+                return results
+            await self.client.script_load(APPLY_SLICE)
+            pending = retry
+        raise StoreUnavailable("the apply script could not be loaded")
+
+    async def _evalsha_many(self, calls: list[tuple[list[str], list[str]]]) -> list[Any]:
+        if isinstance(self.client, RedisCluster):
+            import asyncio
+
+            async def one(call_keys: list[str], argv: list[str]) -> Any:
+                try:
+                    return await self.client.evalsha(
+                        self._apply_sha, len(call_keys), *call_keys, *argv
+                    )
+                except NoScriptError as exc:
+                    return exc
+
+            return list(await asyncio.gather(*(one(k, a) for k, a in calls)))
+        pipe = self.client.pipeline(transaction=False)
+        for call_keys, argv in calls:
+            pipe.evalsha(self._apply_sha, len(call_keys), *call_keys, *argv)
+        try:
+            return list(await pipe.execute(raise_on_error=False))
+        except RedisError as exc:
+            raise StoreUnavailable(f"Redis is unavailable: {exc}") from exc
+
+    async def register_campaigns(self, owners: dict[str, str]) -> None:
+        """Remember which organization owns each campaign (for campaign listings)."""
+        if not owners:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for campaign_id, org in owners.items():
+            pipe.sadd(keys.org_campaigns(org), campaign_id)
+            pipe.sadd(keys.CAMPAIGNS, campaign_id)
+        await pipe.execute()
+
+    # -- reads ---------------------------------------------------------------------------
+
+    async def campaign_owner(self, campaign_id: str) -> str | None:
+        """The organization that owns the campaign, or None when it is unknown."""
+        return cast(str | None, await self.client.hget(keys.stats(campaign_id), "org"))
+
+    async def stats_fields(self, campaign_id: str) -> dict[str, str]:
+        """The raw stats hash of a campaign."""
+        return cast(dict[str, str], await self.client.hgetall(keys.stats(campaign_id)))
+
+    async def stats(self, campaign_id: str) -> dict[str, Any]:
+        """The stats response body of a campaign."""
+        return stats_view(campaign_id, await self.stats_fields(campaign_id))
+
+    async def batches(
+        self, campaign_id: str, *, skip: int = 0, limit: int = 50, status: str | None = None
+    ) -> list[dict[str, Any]]:
+        """One page of batches ordered by (created_at, batch_id), undated batches last."""
+        if status is not None and status not in BATCH_STATUSES:
+            raise ValueError(f"unknown batch status {status!r}")
+        index = keys.batch_index(campaign_id, status)
+        batch_ids = cast(list[str], await self.client.zrange(index, skip, skip + limit - 1))
+        if not batch_ids:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for batch_id in batch_ids:
+            pipe.hgetall(keys.batch(campaign_id, batch_id))
+        rows = await pipe.execute()
+        return [
+            batch_view(campaign_id, batch_id, row)
+            for batch_id, row in zip(batch_ids, rows, strict=True)
+        ]
+
+    async def org_campaigns(self, organization_id: str) -> list[str]:
+        """Campaign ids owned by an organization, sorted."""
+        members = await self.client.smembers(keys.org_campaigns(organization_id))
+        return sorted(cast(set[str], members))
+
+    # -- tokens --------------------------------------------------------------------------
+
+    async def create_token(self, organization_id: str) -> str:
+        """A new bearer token for the organization; only its hash is stored."""
+        token = "gat_" + secrets.token_urlsafe(32)
+        await self.client.hset(keys.TOKENS, token_hash(token), organization_id)
+        return token
+
+    async def revoke_token(self, token: str) -> bool:
+        """Forget a token; False when it was not known."""
+        return bool(await self.client.hdel(keys.TOKENS, token_hash(token)))
+
+    async def token_org(self, token: str) -> str | None:
+        """The organization a token belongs to, or None."""
+        return cast(str | None, await self.client.hget(keys.TOKENS, token_hash(token)))
+
+    # -- partition incarnations ----------------------------------------------------------
+
+    async def log_marker(self, topic: str, partition: int) -> dict[str, str]:
+        """The stored epoch, last seen offset and fingerprint of one topic partition."""
+        return cast(dict[str, str], await self.client.hgetall(keys.log_marker(topic, partition)))
+
+    async def set_log_markers(self, markers: dict[tuple[str, int], dict[str, str]]) -> None:
+        """Store markers of several partitions."""
+        if not markers:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for (topic, partition), fields in markers.items():
+            pipe.hset(keys.log_marker(topic, partition), mapping=fields)
+        await pipe.execute()
+
+    async def new_epoch(self, topic: str, partition: int) -> int:
+        """Start a new incarnation of a partition: fences of the old one stop applying."""
+        key = keys.log_marker(topic, partition)
+        epoch = int(await self.client.hincrby(key, "epoch", 1))
+        await self.client.hdel(key, "offset", "fingerprint")
+        return epoch

@@ -1,0 +1,197 @@
+"""The faust worker: faust keeps the app, group membership, assignment and commits; whole
+fetched record batches bypass its per-message machinery and go to `BatchProcessor`.
+
+faust's stock consumer turns every record into a message, a task and a stream step
+(~200 us each); here `_drain_messages` hands each `getmany` result to the pipeline and
+marks the partitions' offsets as processed, which faust's commit loop then commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import faust
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
+
+from processors import metrics
+from processors.incarnation import Incarnations
+from processors.pipeline import BatchProcessor, Record
+from processors.settings import Settings
+from processors.store import Store, connect
+
+log = logging.getLogger(__name__)
+
+
+class BatchConsumer(faust_aiokafka.Consumer):
+    """A faust consumer that processes whole fetched batches instead of single messages."""
+
+    _processed: dict[TP, int]
+
+    def _reset_state(self) -> None:
+        super()._reset_state()
+        self._processed = {}
+
+    @property
+    def _dialer(self) -> DialerApp:
+        app = self.app
+        assert isinstance(app, DialerApp)
+        return app
+
+    def _new_offset(self, tp: TP) -> int | None:
+        return self._processed.get(tp)
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        for tp in revoked:
+            self._processed.pop(tp, None)
+        self._dialer.incarnations.forget({(tp.topic, tp.partition) for tp in revoked})
+        await super().on_partitions_revoked(revoked)
+
+    async def _drain_messages(self, fetcher: Any) -> None:
+        consumer_stopped = self._stopped.is_set
+        fetcher_stopped = fetcher._stopped.is_set
+        while not (consumer_stopped() or fetcher_stopped()):
+            records, active = await self._wait_next_records(timeout=1.0)
+            if not records or self.should_stop:
+                continue
+            if not self.flow_active:
+                await self.perform_seek()
+                continue
+            generation = self.app.consumer_generation_id
+            batch: dict[TP, list[Any]] = {
+                tp: recs for tp, recs in records.items() if active is None or tp in active
+            }
+            await self._process(batch, generation)
+
+    async def _process(self, batch: Mapping[TP, list[Any]], generation: int) -> None:
+        flat: list[Record] = [record for recs in batch.values() for record in recs]
+        if not flat:
+            return
+        metrics.BATCH_SIZE.observe(len(flat))
+        app = self._dialer
+        while True:
+            try:
+                await app.processor.process(flat)
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # Infrastructure failure (Redis, broker): nothing is marked processed, so
+                # the batch is retried; the fence makes the retry exact.
+                log.exception("applying a batch failed; retrying in 1 s")
+                await asyncio.sleep(1.0)
+                if self.should_stop:
+                    return
+        for recs in batch.values():
+            app.incarnations.note(recs[-1])
+        await app.incarnations.flush()
+        if self.app.consumer_generation_id != generation:
+            return  # partitions moved meanwhile: let the new owner commit
+        for tp, recs in batch.items():
+            self._processed[tp] = recs[-1].offset + 1
+            metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(
+                max(self.highwater(tp) - recs[-1].offset - 1, 0)
+            )
+
+
+class BatchTransport(faust_aiokafka.Transport):
+    """The aiokafka transport with the batch consumer."""
+
+    Consumer: ClassVar[type[faust_aiokafka.Consumer]] = BatchConsumer
+
+
+class DialerApp(faust.App):
+    """The faust app: topics, the batch pipeline and its Redis store."""
+
+    processor: BatchProcessor
+    incarnations: Incarnations
+
+    def _new_transport(self) -> Any:
+        return BatchTransport(self.conf.broker_consumer, self)
+
+
+def create_app(settings: Settings) -> DialerApp:
+    """Build the worker app for the given settings."""
+    brokers = [f"kafka://{host.strip()}" for host in settings.kafka_bootstrap_servers.split(",")]
+    app = DialerApp(
+        settings.consumer_group,
+        broker=brokers,
+        web_enabled=False,
+        store="memory://",
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.session_timeout,
+        broker_rebalance_timeout=settings.session_timeout,
+        broker_heartbeat_interval=1.0,
+        broker_commit_interval=settings.commit_interval,
+        broker_max_poll_records=settings.fetch_max_records,
+        broker_request_timeout=30.0,
+        producer_acks=-1,
+    )
+    store = Store(connect(settings))
+    dead_letter_topic = settings.topic_dead_letter
+    probe = _Probe(settings)
+
+    async def send_dead_letter(key: bytes | None, value: bytes, headers: list[Any]) -> None:
+        await app.producer.send_and_wait(dead_letter_topic, key, value, None, None, headers)
+
+    app.incarnations = Incarnations(store, probe.read)
+    app.processor = BatchProcessor(
+        store,
+        send_dead_letter,
+        app.incarnations.epoch,
+        max_message_bytes=settings.max_message_bytes,
+    )
+    for name in settings.source_topics:
+        topic = app.topic(name, key_type=bytes, value_type=bytes, value_serializer="raw")
+        app.topics.add(topic)
+
+    @app.on_after_shutdown.connect
+    async def _close(app: Any, **kwargs: Any) -> None:
+        await probe.close()
+        await store.close()
+
+    return app
+
+
+class _Probe:
+    """Reads single records by offset with a group-less consumer (incarnation checks)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def read(self, topic: str, partition: int, offset: int) -> Record | None:
+        if self._consumer is None:
+            self._consumer = AIOKafkaConsumer(
+                bootstrap_servers=self.settings.kafka_bootstrap_servers,
+                enable_auto_commit=False,
+                auto_offset_reset="none",
+            )
+            await self._consumer.start()
+        consumer = self._consumer
+        tp = TopicPartition(topic, partition)
+        consumer.assign([tp])
+        end = (await consumer.end_offsets([tp]))[tp]
+        if end <= offset:
+            return None
+        consumer.seek(tp, offset)
+        fetched = await consumer.getmany(tp, timeout_ms=5000, max_records=1)
+        records: list[Any] = fetched.get(tp, [])
+        return records[0] if records else None
+
+    async def close(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+
+def run_worker(settings: Settings, loglevel: str = "info") -> None:
+    """Run one worker in the foreground until SIGINT/SIGTERM."""
+    app = create_app(settings)
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker.execute_from_commandline()
