@@ -109,9 +109,16 @@ class DialerApp(faust.App):
 
     processor: BatchProcessor
     incarnations: Incarnations
+    store: Store
+    probe: _Probe
 
     def _new_transport(self) -> Any:
         return BatchTransport(self.conf.broker_consumer, self)
+
+    async def on_stop(self) -> None:
+        await super().on_stop()
+        await self.probe.close()
+        await self.store.close()
 
 
 def create_app(settings: Settings) -> DialerApp:
@@ -140,6 +147,7 @@ def create_app(settings: Settings) -> DialerApp:
     async def send_dead_letter(key: bytes | None, value: bytes, headers: list[Any]) -> None:
         await app.producer.send_and_wait(dead_letter_topic, key, value, None, None, headers)
 
+    app.store, app.probe = store, probe
     app.incarnations = Incarnations(store, probe.read)
     app.processor = BatchProcessor(
         store,
@@ -150,11 +158,6 @@ def create_app(settings: Settings) -> DialerApp:
     for name in settings.source_topics:
         topic = app.topic(name, key_type=bytes, value_type=bytes, value_serializer="raw")
         app.topics.add(topic)
-
-    @app.on_after_shutdown.connect
-    async def _close(app: Any, **kwargs: Any) -> None:
-        await probe.close()
-        await store.close()
 
     return app
 

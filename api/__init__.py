@@ -1,0 +1,1 @@
+"""The read API: FastAPI over the Redis counters; never imports faust."""

@@ -1,0 +1,60 @@
+"""Dependencies: settings, the store, the caller's organization, campaign access."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Path, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from processors.store import Store
+
+_bearer = HTTPBearer(auto_error=False, description="A `gat_…` token of your organization.")
+
+CAMPAIGN_NOT_FOUND = "Campaign not found"
+
+
+def get_store(request: Request) -> Store:
+    """The store opened by the lifespan."""
+    store: Store = request.app.state.store
+    return store
+
+
+StoreDep = Annotated[Store, Depends(get_store)]
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(
+        status.HTTP_401_UNAUTHORIZED, detail=detail, headers={"WWW-Authenticate": "Bearer"}
+    )
+
+
+async def current_org(
+    store: StoreDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str:
+    """The organization of the bearer token; 401 when missing, malformed or unknown."""
+    if credentials is None:
+        raise _unauthorized("Not authenticated: send Authorization: Bearer gat_<token>")
+    token = credentials.credentials
+    if not token.startswith("gat_") or len(token) > 256:
+        raise _unauthorized("Invalid token: expected a gat_ token")
+    org = await store.token_org(token)
+    if org is None:
+        raise _unauthorized("Invalid or revoked token")
+    return org
+
+
+OrgDep = Annotated[str, Depends(current_org)]
+
+CampaignId = Annotated[str, Path(min_length=1, max_length=128, description="The campaign id.")]
+
+
+async def owned_campaign(campaign_id: CampaignId, org: OrgDep, store: StoreDep) -> str:
+    """The campaign id, when it exists and belongs to the caller; else 404."""
+    if await store.campaign_owner(campaign_id) != org:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=CAMPAIGN_NOT_FOUND)
+    return campaign_id
+
+
+CampaignDep = Annotated[str, Depends(owned_campaign)]

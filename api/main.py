@@ -1,0 +1,50 @@
+"""The FastAPI application: `create_app(settings)`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
+
+from api.routes import batches, health, stats
+from processors import StoreUnavailable
+from processors.settings import Settings
+from processors.store import Store, connect
+
+
+def create_app(settings: Settings | None = None, store: Store | None = None) -> FastAPI:
+    """The API for the given settings (or an already opened store, in tests)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own = store is None
+        app.state.store = store or Store(connect(settings or Settings()))
+        try:
+            yield
+        finally:
+            if own:
+                await app.state.store.close()
+
+    app = FastAPI(
+        title="dialer-stats",
+        version="0.1.0",
+        summary="Live, exact campaign and batch statistics for an outbound AI call dialer.",
+        lifespan=lifespan,
+    )
+    app.include_router(stats.router)
+    app.include_router(batches.router)
+    app.include_router(health.router)
+
+    @app.exception_handler(RedisError)
+    @app.exception_handler(StoreUnavailable)
+    async def store_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(
+            {"detail": "Stats store unavailable: Redis did not answer; retry shortly"},
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
+
+    return app
