@@ -1,0 +1,155 @@
+"""APPLY_SLICE on fakeredis and real valkey: exact under duplicates, replays and reordering."""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+import pytest
+
+from processors import keys
+from processors.events import Event, parse
+from processors.lua import APPLIED, REPLAYED, STALE, TENANT_MISMATCH
+from processors.slices import Slice, group
+from processors.store import Store
+from processors.transitions import CampaignState, apply
+from tests.oracle import Expected, check_invariants, comparable_batches
+from tests.streams import entity_event, random_stream
+
+
+def parsed(event: dict[str, Any]) -> Event:
+    outcome = parse(json.dumps(event).encode())
+    assert not hasattr(outcome, "reason"), outcome
+    return outcome  # type: ignore[return-value]
+
+
+def as_log(events: list[dict[str, Any]], rng: random.Random, partitions: int = 3) -> list[tuple[str, int, int, Event]]:
+    """Spread events over topic partitions with increasing offsets, like Kafka would."""
+    next_offset = [0] * partitions
+    log = []
+    for event in events:
+        p = rng.randrange(partitions)
+        log.append(("dialer.contacts", p, next_offset[p], parsed(event)))
+        next_offset[p] += 1
+    return log
+
+
+async def apply_log(store: Store, log: list[tuple[str, int, int, Event]], rng: random.Random, epoch: int = 1) -> list[list[int]]:
+    """Apply in random fetch-sized chunks, replaying some chunks as after a crash."""
+    outcomes = []
+    position = 0
+    while position < len(log):
+        chunk = log[position : position + rng.randint(1, 40)]
+        result = await store.apply([(s, epoch) for s in group(chunk)])
+        outcomes.extend(result)
+        if rng.random() < 0.3:  # a crash before the commit: the same chunk comes again
+            replay = await store.apply([(s, epoch) for s in group(chunk)])
+            assert all(code == REPLAYED for codes in replay for code in codes)
+        position += len(chunk)
+    return outcomes
+
+
+async def assert_matches(store: Store, expected: Expected) -> None:
+    for campaign in expected.campaigns:
+        stats = await store.stats(campaign)
+        assert stats == expected.stats(campaign), campaign
+        batches = await store.batches(campaign, limit=500)
+        assert comparable_batches(batches) == expected.batches(campaign)
+        check_invariants(stats, batches)
+        assert await store.campaign_owner(campaign) == expected.owner[campaign]
+
+
+@pytest.mark.parametrize("seed", range(6))
+async def test_random_streams_are_exact(store: Store, seed: int) -> None:
+    """Shuffled streams with duplicates and stale versions, applied in chunks with replays."""
+    rng = random.Random(seed)
+    events = random_stream(rng, campaigns=3, size=300)
+    await apply_log(store, as_log(events, rng), rng)
+    await assert_matches(store, Expected(events))
+
+
+async def test_lua_outcomes_match_the_pure_model(store: Store) -> None:
+    """Event for event, the script decides what the model decides."""
+    rng = random.Random(7)
+    events = random_stream(rng, campaigns=2, size=200)
+    log = [("dialer.contacts", 0, offset, parsed(e)) for offset, e in enumerate(events)]
+    codes = [c for s in await store.apply([(s, 1) for s in group(log)]) for c in s]
+    states: dict[str, CampaignState] = {}
+    by_campaign = [
+        apply(states.setdefault(e.campaign_id, CampaignState()), e)
+        for part in group(log)
+        for _, e in part.items
+    ]
+    assert codes == by_campaign
+
+
+async def test_new_epoch_reapplies_what_an_old_fence_would_skip(store: Store) -> None:
+    """After a broker wipe, offsets restart: a new epoch stops the old fence from skipping."""
+    first = parsed(entity_event("cmp_e", "org_e", "contact", 1, 1))
+    second = parsed(entity_event("cmp_e", "org_e", "contact", 1, 2))
+    part = Slice("cmp_e", "dialer.contacts", 0, [(5, first)])
+    assert await store.apply([(part, 1)]) == [[APPLIED]]
+    wiped = Slice("cmp_e", "dialer.contacts", 0, [(0, second)])
+    assert await store.apply([(wiped, 1)]) == [[REPLAYED]]
+    assert await store.apply([(wiped, 2)]) == [[APPLIED]]
+    stats = await store.stats("cmp_e")
+    assert sum(stats["contact_counts"].values()) == 1
+
+
+async def test_tenant_mismatch_changes_nothing(store: Store) -> None:
+    """Another organization naming the campaign is refused; counters stay as they were."""
+    own = parsed(entity_event("cmp_t", "org_a", "contact", 1, 1))
+    await store.apply([(Slice("cmp_t", "t", 0, [(0, own)]), 1)])
+    before = await store.stats("cmp_t")
+    intruder = parsed(entity_event("cmp_t", "org_b", "contact", 2, 1))
+    assert await store.apply([(Slice("cmp_t", "t", 0, [(1, intruder)]), 1)]) == [[TENANT_MISMATCH]]
+    assert await store.stats("cmp_t") == before
+    assert await store.campaign_owner("cmp_t") == "org_a"
+
+
+async def test_script_cache_flush_is_survived(store: Store) -> None:
+    """NOSCRIPT: the script is loaded again and the call goes through once."""
+    event = parsed(entity_event("cmp_s", "org_s", "contact", 1, 1))
+    await store.client.script_flush()
+    assert await store.apply([(Slice("cmp_s", "t", 0, [(0, event)]), 1)]) == [[APPLIED]]
+    newer = parsed(entity_event("cmp_s", "org_s", "contact", 1, 2))
+    await store.client.script_flush()
+    assert await store.apply([(Slice("cmp_s", "t", 0, [(1, newer), (2, newer)]), 1)]) == [[APPLIED, STALE]]
+
+
+async def test_batches_order_filter_and_paging(store: Store) -> None:
+    """Ordered by (created_at, batch_id), undated last; status filter; skip/limit."""
+    events = []
+    for index, (created, status) in enumerate(
+        [("2026-05-03T00:00:00Z", "completed"), ("2026-05-01T00:00:00Z", "in_progress"),
+         ("2026-05-01T00:00:00Z", "completed"), ("2026-05-02T00:00:00Z", "paused")]
+    ):  # fmt: skip
+        event = entity_event("cmp_b", "org_b", "batch", index, 1)
+        event.update(batch_id=f"btc_{'zyxw'[index]}", created_at=created, status=status)
+        events.append(event)
+    orphan = entity_event("cmp_b", "org_b", "contact", 9, 1)
+    orphan["batch_id"] = "btc_a_orphan"
+    events.append(orphan)
+    log = [("t", 0, offset, parsed(e)) for offset, e in enumerate(events)]
+    await store.apply([(s, 1) for s in group(log)])
+    ids = [b["batch_id"] for b in await store.batches("cmp_b")]
+    assert ids == ["btc_x", "btc_y", "btc_w", "btc_z", "btc_a_orphan"]
+    orphan_row = (await store.batches("cmp_b", skip=4, limit=1))[0]
+    assert orphan_row["status"] == "pending" and orphan_row["created_at"] is None
+    assert orphan_row["total_contacts"] == 1
+    assert [b["batch_id"] for b in await store.batches("cmp_b", status="completed")] == ["btc_x", "btc_z"]
+    assert [b["batch_id"] for b in await store.batches("cmp_b", skip=1, limit=2)] == ["btc_y", "btc_w"]
+    assert (await store.stats("cmp_b"))["batch_counts"]["pending"] == 1
+
+
+async def test_every_key_of_a_campaign_shares_one_hash_tag(store: Store) -> None:
+    """All keys a campaign writes carry `{campaign_id}`, so one script call is one slot."""
+    rng = random.Random(3)
+    events = [e for e in random_stream(rng, campaigns=1, size=60)]
+    await apply_log(store, as_log(events, rng), rng)
+    written = [k async for k in store.client.scan_iter(match="ds:*")]
+    campaign_keys = [k for k in written if not k.startswith(("ds:org:", "ds:campaigns", "ds:tokens", "ds:log:"))]
+    assert campaign_keys
+    assert all(k.startswith("ds:{cmp_0}:") for k in campaign_keys)
+    assert keys.stats("cmp_0") in campaign_keys

@@ -1,0 +1,147 @@
+"""The event contract: normalisation, validation and rejection reasons."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from processors.events import (
+    BatchUpserted,
+    CallRecordCompleted,
+    ContactStatusChanged,
+    Rejection,
+    normalise_status,
+    parse,
+)
+
+CONTACT: dict[str, Any] = {
+    "event_id": "evt_1",
+    "event_type": "contact.status_changed",
+    "organization_id": "org_a",
+    "campaign_id": "cmp_a",
+    "occurred_at": "2026-05-08T09:00:00Z",
+    "version": 3,
+    "batch_id": "btc_1",
+    "contact_id": "con_1",
+    "status": "in_progress",
+    "retry_count": 1,
+    "follow_up_count": 0,
+}
+
+
+def encode(event: dict[str, Any], **changes: Any) -> bytes:
+    return json.dumps({**event, **changes}).encode()
+
+
+def reason(raw: bytes) -> str:
+    outcome = parse(raw)
+    assert isinstance(outcome, Rejection), outcome
+    return outcome.reason
+
+
+@pytest.mark.parametrize("spelling", ["NO-ANSWER", "No_Answer", "no_answer", "no-answer", " No-Answer "])
+def test_status_spellings_normalise_to_one_status(spelling: str) -> None:
+    """Case and '-' versus '_' do not matter."""
+    event = parse(encode(CONTACT, status=spelling))
+    assert isinstance(event, ContactStatusChanged)
+    assert event.status == "no_answer"
+
+
+def test_call_status_and_batch_status_normalise() -> None:
+    """Telephony spellings of call and batch statuses are accepted."""
+    record = parse(
+        encode(
+            CONTACT,
+            event_type="call_record.completed",
+            execution_id="exec_1",
+            call_status="NO-ANSWER",
+            is_follow_up=False,
+            retry_index=0,
+        )
+    )
+    assert isinstance(record, CallRecordCompleted) and record.call_status == "no_answer"
+    batch = parse(
+        encode(
+            CONTACT,
+            event_type="batch.upserted",
+            status="In-Progress",
+            total_contacts=4,
+            created_at="2026-05-08T11:00:00+02:00",
+        )
+    )
+    assert isinstance(batch, BatchUpserted)
+    assert batch.status == "in_progress"
+    assert batch.created_at.isoformat() == "2026-05-08T09:00:00+00:00"
+
+
+def test_unknown_fields_are_ignored() -> None:
+    """Forward compatible: extra fields do not reject an event."""
+    assert isinstance(parse(encode(CONTACT, shiny_new_field={"a": 1})), ContactStatusChanged)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (b"", "invalid_json"),
+        (b"{not json", "invalid_json"),
+        (b"\xff\xfe\x00", "invalid_json"),
+        (b"[1, 2]", "not_an_object"),
+        (b'"text"', "not_an_object"),
+        (b"42", "not_an_object"),
+        (encode(CONTACT, event_type="contact.deleted"), "unknown_event_type"),
+        (encode(CONTACT, status="teleported"), "unknown_status"),
+        (encode(CONTACT, retry_count=-1), "negative_count"),
+        (encode(CONTACT, follow_up_count=-3), "negative_count"),
+        (encode(CONTACT, version="3"), "invalid_field"),
+        (encode(CONTACT, version=0), "invalid_field"),
+        (encode(CONTACT, version=True), "invalid_field"),
+        (encode(CONTACT, retry_count=1.5), "invalid_field"),
+        (encode(CONTACT, occurred_at="yesterday"), "invalid_field"),
+        (encode(CONTACT, campaign_id=7), "invalid_field"),
+        (encode(CONTACT, contact_id="con 1"), "invalid_id"),
+        (encode(CONTACT, campaign_id="cmp_{a}"), "invalid_id"),
+        (encode(CONTACT, batch_id="btc:1"), "invalid_id"),
+        (encode(CONTACT, contact_id="con_*"), "invalid_id"),
+        (encode(CONTACT, contact_id="кон_1"), "invalid_id"),
+    ],
+)
+def test_bad_input_has_a_machine_readable_reason(raw: bytes, expected: str) -> None:
+    """Every kind of bad input maps to its reason."""
+    assert reason(raw) == expected
+
+
+@pytest.mark.parametrize("field", ["event_id", "event_type", "version", "contact_id", "status"])
+def test_missing_fields_are_named(field: str) -> None:
+    """A missing field is rejected and named in the message."""
+    event = dict(CONTACT)
+    del event[field]
+    outcome = parse(json.dumps(event).encode())
+    assert isinstance(outcome, Rejection)
+    assert outcome.reason == "missing_field"
+    assert field in outcome.message
+
+
+def test_oversized_messages_are_rejected_before_parsing() -> None:
+    """More than the limit is refused whatever it holds."""
+    raw = encode(CONTACT, padding="x" * 70_000)
+    outcome = parse(raw, max_bytes=64 * 1024)
+    assert isinstance(outcome, Rejection) and outcome.reason == "oversized"
+
+
+@given(st.binary(max_size=300))
+def test_parse_never_raises(raw: bytes) -> None:
+    """Arbitrary bytes give an event or a rejection, never an exception."""
+    outcome = parse(raw)
+    assert isinstance(outcome, Rejection | ContactStatusChanged | BatchUpserted | CallRecordCompleted)
+
+
+@given(st.text(alphabet="abcdefghijklmnopqrstuvwxyz_-", max_size=25))
+def test_normalise_is_idempotent(text: str) -> None:
+    """Normalising twice changes nothing more."""
+    once = normalise_status(text)
+    assert normalise_status(once) == once
+    assert "-" not in once and once == once.lower()
