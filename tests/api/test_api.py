@@ -1,0 +1,192 @@
+"""The HTTP API: shapes, auth, tenancy, validation, caching and 503s."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+
+from api.main import create_app
+from processors.embedded import free_port
+from processors.events import Event, parse
+from processors.slices import group
+from processors.store import Store
+from tests.oracle import Expected
+from tests.streams import entity_event, random_stream
+
+
+def parsed(event: dict[str, Any]) -> Event:
+    outcome = parse(json.dumps(event).encode())
+    assert not hasattr(outcome, "reason"), outcome
+    return outcome  # type: ignore[return-value]
+
+
+@pytest.fixture
+async def seeded(store: Store) -> tuple[Store, list[dict[str, Any]]]:
+    import random
+
+    events = random_stream(random.Random(11), campaigns=3, size=200)
+    log = [("t", 0, offset, parsed(e)) for offset, e in enumerate(events)]
+    await store.apply([(s, 1) for s in group(log)])
+    await store.register_campaigns({e["campaign_id"]: e["organization_id"] for e in events})
+    return store, events
+
+
+@pytest.fixture
+async def client(seeded: tuple[Store, list[dict[str, Any]]]) -> AsyncIterator[httpx.AsyncClient]:
+    store, _ = seeded
+    app = create_app(store=store)
+    app.state.store = store
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        yield http
+
+
+async def auth(store: Store, org: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {await store.create_token(org)}"}
+
+
+async def test_stats_have_exactly_the_incumbent_shape_and_values(client: httpx.AsyncClient, seeded: Any) -> None:
+    """Every campaign's stats equal the oracle, with exactly the seed's keys."""
+    store, events = seeded
+    expected = Expected(events)
+    for campaign in expected.campaigns:
+        response = await client.get(
+            f"/api/v1/campaigns/{campaign}/stats", headers=await auth(store, expected.owner[campaign])
+        )
+        assert response.status_code == 200
+        body = response.json()
+        assert list(body) == [
+            "campaign_id", "contact_counts", "batch_counts", "call_counters", "retry_breakdown",
+            "in_flight_contacts", "total_call_attempts", "follow_up_attempts",
+        ]  # fmt: skip
+        assert body == expected.stats(campaign)
+        assert len(body["contact_counts"]) == 11
+
+
+async def test_batches_page_through_in_order(client: httpx.AsyncClient, seeded: Any) -> None:
+    """skip/limit pages concatenate to the whole ordered list."""
+    store, events = seeded
+    expected = Expected(events)
+    campaign = expected.campaigns[0]
+    headers = await auth(store, expected.owner[campaign])
+    pages: list[dict[str, Any]] = []
+    for skip in range(0, 10, 2):
+        response = await client.get(
+            f"/api/v1/campaigns/{campaign}/batches", params={"skip": skip, "limit": 2}, headers=headers
+        )
+        assert response.status_code == 200
+        pages += response.json()
+    assert [b["batch_id"] for b in pages] == [b["batch_id"] for b in expected.batches(campaign)]
+    assert set(pages[0]) == {"batch_id", "campaign_id", "status", "total_contacts", "counters", "retry_breakdown", "created_at"}
+
+
+@pytest.mark.parametrize(
+    "header",
+    [None, "Bearer", "Bearer gat_unknown", "Bearer not_a_gat_token", "Basic Zm9vOmJhcg==", "gat_x"],
+)
+async def test_missing_or_invalid_token_is_401_with_challenge(client: httpx.AsyncClient, header: str | None) -> None:
+    """401 and WWW-Authenticate: Bearer for anything but a known token."""
+    headers = {"Authorization": header} if header else {}
+    response = await client.get("/api/v1/campaigns/cmp_0/stats", headers=headers)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert response.json()["detail"]
+
+
+async def test_revoked_token_is_refused(client: httpx.AsyncClient, seeded: Any) -> None:
+    """A revoked token stops working at once."""
+    store, _ = seeded
+    token = await store.create_token("org_0")
+    headers = {"Authorization": f"Bearer {token}"}
+    assert (await client.get("/api/v1/campaigns/cmp_0/stats", headers=headers)).status_code == 200
+    assert await store.revoke_token(token)
+    assert (await client.get("/api/v1/campaigns/cmp_0/stats", headers=headers)).status_code == 401
+
+
+async def test_other_tenants_campaign_looks_missing(client: httpx.AsyncClient, seeded: Any) -> None:
+    """Another organization's campaign and a missing one are indistinguishable."""
+    store, _ = seeded
+    headers = await auth(store, "org_1")  # owns cmp_1 only
+    for path in ("/api/v1/campaigns/cmp_0/stats", "/api/v1/campaigns/cmp_0/batches",
+                 "/api/v1/campaigns/cmp_nope/stats", "/api/v1/campaigns/cmp_nope/batches"):  # fmt: skip
+        response = await client.get(path, headers=headers)
+        assert response.status_code == 404
+        assert response.json() == {"detail": "Campaign not found"}
+    listing = await client.get("/api/v1/campaigns", headers=headers)
+    assert listing.json()["campaigns"] == ["cmp_1"]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"skip": -1}, {"limit": 0}, {"limit": 501}, {"status": "running"}, {"skip": "x"}, {"limit": "1.5"}],
+)
+async def test_invalid_query_is_422_with_detail(client: httpx.AsyncClient, seeded: Any, params: dict[str, Any]) -> None:
+    """skip >= 0, 1 <= limit <= 500, status one of the batch statuses."""
+    store, _ = seeded
+    response = await client.get("/api/v1/campaigns/cmp_0/batches", params=params, headers=await auth(store, "org_0"))
+    assert response.status_code == 422
+    assert response.json()["detail"]
+
+
+async def test_status_filter_and_organization_id(client: httpx.AsyncClient, seeded: Any) -> None:
+    """A matching organization_id is fine; another one is 403; status filters."""
+    store, events = seeded
+    headers = await auth(store, "org_0")
+    ok = await client.get("/api/v1/campaigns/cmp_0/batches", params={"organization_id": "org_0", "status": "paused"}, headers=headers)
+    assert ok.status_code == 200
+    expected = [b["batch_id"] for b in Expected(events).batches("cmp_0") if b["status"] == "paused"]
+    assert [b["batch_id"] for b in ok.json()] == expected
+    forbidden = await client.get("/api/v1/campaigns/cmp_0/batches", params={"organization_id": "org_1"}, headers=headers)
+    assert forbidden.status_code == 403
+    assert "organization_id" in forbidden.json()["detail"]
+
+
+async def test_etag_and_if_none_match(client: httpx.AsyncClient, seeded: Any) -> None:
+    """Unchanged stats answer 304; a change gives a new ETag."""
+    store, _ = seeded
+    headers = await auth(store, "org_0")
+    first = await client.get("/api/v1/campaigns/cmp_0/stats", headers=headers)
+    etag = first.headers["etag"]
+    assert first.headers["x-last-event-at"].endswith("Z")
+    again = await client.get("/api/v1/campaigns/cmp_0/stats", headers={**headers, "If-None-Match": etag})
+    assert again.status_code == 304 and again.content == b""
+    newer = parsed(entity_event("cmp_0", "org_0", "contact", 99, 1))
+    await store.apply([(s, 1) for s in group([("t", 1, 0, newer)])])
+    changed = await client.get("/api/v1/campaigns/cmp_0/stats", headers={**headers, "If-None-Match": etag})
+    assert changed.status_code == 200 and changed.headers["etag"] != etag
+
+
+async def test_redis_down_is_503_never_zeros() -> None:
+    """With Redis unreachable, reads answer 503 with a clear detail."""
+    dead = Store(aioredis.Redis(port=free_port(), decode_responses=True, socket_connect_timeout=0.5))
+    app = create_app(store=dead)
+    app.state.store = dead
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+        response = await http.get("/api/v1/campaigns/cmp_0/stats", headers={"Authorization": "Bearer gat_x"})
+        assert response.status_code == 503
+        assert "Redis" in response.json()["detail"]
+        assert (await http.get("/readyz")).status_code == 503
+        assert (await http.get("/healthz")).status_code == 200
+    await dead.close()
+
+
+async def test_openapi_documents_the_routes(client: httpx.AsyncClient) -> None:
+    """OpenAPI is served and lists both compatibility endpoints."""
+    spec = (await client.get("/openapi.json")).json()
+    assert "/api/v1/campaigns/{campaign_id}/stats" in spec["paths"]
+    assert "/api/v1/campaigns/{campaign_id}/batches" in spec["paths"]
+    assert (await client.get("/docs")).status_code == 200
+
+
+def test_api_never_imports_faust() -> None:
+    """The API process stays free of the worker's dependencies."""
+    code = "import sys, api.main; api.main.create_app(); print('faust' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
