@@ -107,9 +107,7 @@ def produce(
             err.print(f"error: no such file: {file}")
             raise typer.Exit(2)
         lines = path.read_bytes().splitlines(keepends=True)
-    outgoing, refused = route_lines(
-        lines, settings, raw=raw, max_bytes=settings.max_message_bytes
-    )
+    outgoing, refused = route_lines(lines, settings, raw=raw, max_bytes=settings.max_message_bytes)
     for number, rejection in refused:
         err.print(f"line {number}: {rejection.reason}: {rejection.message}", highlight=False)
 
@@ -234,18 +232,14 @@ def up(
         url = f"http://{settings.api_host}:{port}"
         _wait_http(f"{url}/healthz", timeout=30)
         children.append(
-            subprocess.Popen(
-                [*exe, "simulate", "--campaigns", str(campaigns), "--rate", str(rate)]
-            )
+            subprocess.Popen([*exe, "simulate", "--campaigns", str(campaigns), "--rate", str(rate)])
         )
         print(f"\nKAFKA_BOOTSTRAP_SERVERS={settings.kafka_bootstrap_servers}")
         print(f"REDIS_URL={settings.redis_url}")
-        print(f"Dashboard: {url}/dashboard")
+        print(f"Dashboard: {url}/dashboard#token={token}")
         print(f"API docs:  {url}/docs")
         print(f"Token (organization org_0_0): {token}")
-        print(
-            f'Try: curl -H "Authorization: Bearer {token}" {url}/api/v1/campaigns/cmp_0_0/stats'
-        )
+        print(f'Try: curl -H "Authorization: Bearer {token}" {url}/api/v1/campaigns/cmp_0_0/stats')
         print("Ctrl-C stops everything.\n", flush=True)
         _wait_for_signal()
     finally:

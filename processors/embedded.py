@@ -173,9 +173,7 @@ def _terminate(process: subprocess.Popen[bytes] | None) -> None:
 class EmbeddedInfra:
     """Broker + valkey + topics, stopped together; use as a context manager."""
 
-    def __init__(
-        self, settings: Settings, *, kafka_port: int = 0, redis_port: int = 0
-    ) -> None:
+    def __init__(self, settings: Settings, *, kafka_port: int = 0, redis_port: int = 0) -> None:
         self.settings = settings
         self.workdir = Path(tempfile.mkdtemp(prefix="dialer-stats-"))
         self.broker = Broker(port=kafka_port)

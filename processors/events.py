@@ -142,9 +142,7 @@ class CallRecordCompleted(_EventBase):
 Event = BatchUpserted | ContactStatusChanged | CallRecordCompleted
 EVENT_TYPES: Final = ("batch.upserted", "contact.status_changed", "call_record.completed")
 
-_ADAPTER: TypeAdapter[Event] = TypeAdapter(
-    Annotated[Event, Field(discriminator="event_type")]
-)
+_ADAPTER: TypeAdapter[Event] = TypeAdapter(Annotated[Event, Field(discriminator="event_type")])
 
 
 @dataclass(frozen=True, slots=True)

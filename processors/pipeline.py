@@ -40,9 +40,7 @@ SendDeadLetter = Callable[[bytes | None, bytes, list[tuple[str, bytes]]], Awaita
 EpochOf = Callable[[str, int], Awaitable[int]]
 
 _LUA_REJECTIONS = {
-    TENANT_MISMATCH: Rejection(
-        "tenant_mismatch", "the campaign belongs to another organization"
-    ),
+    TENANT_MISMATCH: Rejection("tenant_mismatch", "the campaign belongs to another organization"),
     BATCH_MISMATCH: Rejection(
         "batch_mismatch", "the contact is already known in another batch of the campaign"
     ),
@@ -103,8 +101,8 @@ class BatchProcessor:
         await self.store.register_campaigns(owners)
         await self._dead_letter(rejected)
         tally["dead_lettered"] += len(rejected)
-        for outcome, count in tally.items():
-            metrics.EVENTS.labels(outcome).inc(count)
+        for name, count in tally.items():
+            metrics.EVENTS.labels(name).inc(count)
         metrics.APPLY_SECONDS.observe(time.perf_counter() - started)
         return tally
 

@@ -13,7 +13,9 @@ class Settings(BaseSettings):
 
     kafka_bootstrap_servers: str = Field(
         default="127.0.0.1:9092",
-        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "DIALER_STATS_KAFKA_BOOTSTRAP_SERVERS"),
+        validation_alias=AliasChoices(
+            "KAFKA_BOOTSTRAP_SERVERS", "DIALER_STATS_KAFKA_BOOTSTRAP_SERVERS"
+        ),
     )
     redis_url: str = Field(
         default="redis://127.0.0.1:6379/0",

@@ -221,7 +221,7 @@ class Simulation:
             roll = self.rng.random()
             if not self._active or roll < 0.01:
                 yield from self._new_batch()
-            elif roll < 0.012:
+            elif roll < 0.0104:
                 running = [
                     b for c in self.campaigns for b in c.batches if b.status == "in_progress"
                 ]

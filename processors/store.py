@@ -173,7 +173,7 @@ class Store:
             return
         pipe = self.client.pipeline(transaction=False)
         for (topic, partition), fields in markers.items():
-            pipe.hset(keys.log_marker(topic, partition), mapping=fields)
+            pipe.hset(keys.log_marker(topic, partition), mapping=cast(Any, fields))
         await pipe.execute()
 
     async def new_epoch(self, topic: str, partition: int) -> int:

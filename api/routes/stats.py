@@ -29,9 +29,7 @@ async def list_campaigns(org: OrgDep, store: StoreDep) -> CampaignList:
     response_model=CampaignStats,
     responses={**_ERRORS, 304: {"description": "Not modified (If-None-Match)"}},
 )
-async def campaign_stats(
-    request: Request, campaign_id: CampaignDep, store: StoreDep
-) -> Response:
+async def campaign_stats(request: Request, campaign_id: CampaignDep, store: StoreDep) -> Response:
     """Live statistics of one campaign, read in O(1)."""
     fields = await store.stats_fields(campaign_id)
     return cached_json(request, stats_view(campaign_id, fields), freshness_headers(fields))

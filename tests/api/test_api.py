@@ -52,13 +52,16 @@ async def auth(store: Store, org: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {await store.create_token(org)}"}
 
 
-async def test_stats_have_exactly_the_incumbent_shape_and_values(client: httpx.AsyncClient, seeded: Any) -> None:
+async def test_stats_have_exactly_the_incumbent_shape_and_values(
+    client: httpx.AsyncClient, seeded: Any
+) -> None:
     """Every campaign's stats equal the oracle, with exactly the seed's keys."""
     store, events = seeded
     expected = Expected(events)
     for campaign in expected.campaigns:
         response = await client.get(
-            f"/api/v1/campaigns/{campaign}/stats", headers=await auth(store, expected.owner[campaign])
+            f"/api/v1/campaigns/{campaign}/stats",
+            headers=await auth(store, expected.owner[campaign]),
         )
         assert response.status_code == 200
         body = response.json()
@@ -79,19 +82,31 @@ async def test_batches_page_through_in_order(client: httpx.AsyncClient, seeded: 
     pages: list[dict[str, Any]] = []
     for skip in range(0, 10, 2):
         response = await client.get(
-            f"/api/v1/campaigns/{campaign}/batches", params={"skip": skip, "limit": 2}, headers=headers
+            f"/api/v1/campaigns/{campaign}/batches",
+            params={"skip": skip, "limit": 2},
+            headers=headers,
         )
         assert response.status_code == 200
         pages += response.json()
     assert [b["batch_id"] for b in pages] == [b["batch_id"] for b in expected.batches(campaign)]
-    assert set(pages[0]) == {"batch_id", "campaign_id", "status", "total_contacts", "counters", "retry_breakdown", "created_at"}
+    assert set(pages[0]) == {
+        "batch_id",
+        "campaign_id",
+        "status",
+        "total_contacts",
+        "counters",
+        "retry_breakdown",
+        "created_at",
+    }
 
 
 @pytest.mark.parametrize(
     "header",
     [None, "Bearer", "Bearer gat_unknown", "Bearer not_a_gat_token", "Basic Zm9vOmJhcg==", "gat_x"],
 )
-async def test_missing_or_invalid_token_is_401_with_challenge(client: httpx.AsyncClient, header: str | None) -> None:
+async def test_missing_or_invalid_token_is_401_with_challenge(
+    client: httpx.AsyncClient, header: str | None
+) -> None:
     """401 and WWW-Authenticate: Bearer for anything but a known token."""
     headers = {"Authorization": header} if header else {}
     response = await client.get("/api/v1/campaigns/cmp_0/stats", headers=headers)
@@ -114,23 +129,35 @@ async def test_other_tenants_campaign_looks_missing(client: httpx.AsyncClient, s
     """Another organization's campaign and a missing one are indistinguishable."""
     store, _ = seeded
     headers = await auth(store, "org_1")  # owns cmp_1 only
-    for path in ("/api/v1/campaigns/cmp_0/stats", "/api/v1/campaigns/cmp_0/batches",
-                 "/api/v1/campaigns/cmp_nope/stats", "/api/v1/campaigns/cmp_nope/batches"):  # fmt: skip
-        response = await client.get(path, headers=headers)
-        assert response.status_code == 404
-        assert response.json() == {"detail": "Campaign not found"}
+    for campaign in ("cmp_0", "cmp_nope"):
+        for resource in ("stats", "batches"):
+            path = f"/api/v1/campaigns/{campaign}/{resource}"
+            response = await client.get(path, headers=headers)
+            assert response.status_code == 404
+            assert response.json() == {"detail": "Campaign not found"}
     listing = await client.get("/api/v1/campaigns", headers=headers)
     assert listing.json()["campaigns"] == ["cmp_1"]
 
 
 @pytest.mark.parametrize(
     "params",
-    [{"skip": -1}, {"limit": 0}, {"limit": 501}, {"status": "running"}, {"skip": "x"}, {"limit": "1.5"}],
+    [
+        {"skip": -1},
+        {"limit": 0},
+        {"limit": 501},
+        {"status": "running"},
+        {"skip": "x"},
+        {"limit": "1.5"},
+    ],
 )
-async def test_invalid_query_is_422_with_detail(client: httpx.AsyncClient, seeded: Any, params: dict[str, Any]) -> None:
+async def test_invalid_query_is_422_with_detail(
+    client: httpx.AsyncClient, seeded: Any, params: dict[str, Any]
+) -> None:
     """skip >= 0, 1 <= limit <= 500, status one of the batch statuses."""
     store, _ = seeded
-    response = await client.get("/api/v1/campaigns/cmp_0/batches", params=params, headers=await auth(store, "org_0"))
+    response = await client.get(
+        "/api/v1/campaigns/cmp_0/batches", params=params, headers=await auth(store, "org_0")
+    )
     assert response.status_code == 422
     assert response.json()["detail"]
 
@@ -139,11 +166,17 @@ async def test_status_filter_and_organization_id(client: httpx.AsyncClient, seed
     """A matching organization_id is fine; another one is 403; status filters."""
     store, events = seeded
     headers = await auth(store, "org_0")
-    ok = await client.get("/api/v1/campaigns/cmp_0/batches", params={"organization_id": "org_0", "status": "paused"}, headers=headers)
+    ok = await client.get(
+        "/api/v1/campaigns/cmp_0/batches",
+        params={"organization_id": "org_0", "status": "paused"},
+        headers=headers,
+    )
     assert ok.status_code == 200
     expected = [b["batch_id"] for b in Expected(events).batches("cmp_0") if b["status"] == "paused"]
     assert [b["batch_id"] for b in ok.json()] == expected
-    forbidden = await client.get("/api/v1/campaigns/cmp_0/batches", params={"organization_id": "org_1"}, headers=headers)
+    forbidden = await client.get(
+        "/api/v1/campaigns/cmp_0/batches", params={"organization_id": "org_1"}, headers=headers
+    )
     assert forbidden.status_code == 403
     assert "organization_id" in forbidden.json()["detail"]
 
@@ -155,21 +188,31 @@ async def test_etag_and_if_none_match(client: httpx.AsyncClient, seeded: Any) ->
     first = await client.get("/api/v1/campaigns/cmp_0/stats", headers=headers)
     etag = first.headers["etag"]
     assert first.headers["x-last-event-at"].endswith("Z")
-    again = await client.get("/api/v1/campaigns/cmp_0/stats", headers={**headers, "If-None-Match": etag})
+    again = await client.get(
+        "/api/v1/campaigns/cmp_0/stats", headers={**headers, "If-None-Match": etag}
+    )
     assert again.status_code == 304 and again.content == b""
     newer = parsed(entity_event("cmp_0", "org_0", "contact", 99, 1))
     await store.apply([(s, 1) for s in group([("t", 1, 0, newer)])])
-    changed = await client.get("/api/v1/campaigns/cmp_0/stats", headers={**headers, "If-None-Match": etag})
+    changed = await client.get(
+        "/api/v1/campaigns/cmp_0/stats", headers={**headers, "If-None-Match": etag}
+    )
     assert changed.status_code == 200 and changed.headers["etag"] != etag
 
 
 async def test_redis_down_is_503_never_zeros() -> None:
     """With Redis unreachable, reads answer 503 with a clear detail."""
-    dead = Store(aioredis.Redis(port=free_port(), decode_responses=True, socket_connect_timeout=0.5))
+    dead = Store(
+        aioredis.Redis(port=free_port(), decode_responses=True, socket_connect_timeout=0.5)
+    )
     app = create_app(store=dead)
     app.state.store = dead
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
-        response = await http.get("/api/v1/campaigns/cmp_0/stats", headers={"Authorization": "Bearer gat_x"})
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t"
+    ) as http:
+        response = await http.get(
+            "/api/v1/campaigns/cmp_0/stats", headers={"Authorization": "Bearer gat_x"}
+        )
         assert response.status_code == 503
         assert "Redis" in response.json()["detail"]
         assert (await http.get("/readyz")).status_code == 503

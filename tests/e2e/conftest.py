@@ -31,7 +31,9 @@ def cli_env(infra: EmbeddedInfra, **extra: str) -> dict[str, str]:
     return {**os.environ, **infra.env, "DIALER_STATS_TOPIC_PARTITIONS": "4", **extra}
 
 
-def run_cli(infra: EmbeddedInfra, *args: str, stdin: bytes | None = None, **extra: str) -> subprocess.CompletedProcess[bytes]:
+def run_cli(
+    infra: EmbeddedInfra, *args: str, stdin: bytes | None = None, **extra: str
+) -> subprocess.CompletedProcess[bytes]:
     """Run one `dialer-stats` command to completion."""
     return subprocess.run(
         [*CLI, *args], env=cli_env(infra, **extra), input=stdin, capture_output=True, timeout=120
@@ -101,7 +103,10 @@ def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 60) -
 
     async def run() -> list[Any]:
         consumer = AIOKafkaConsumer(
-            topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+            topic,
+            bootstrap_servers=bootstrap,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
         )
         await consumer.start()
         records: list[Any] = []

@@ -25,6 +25,7 @@ BAD_LINES: list[tuple[bytes, str]] = [
 
 def bad_variants(valid: dict[str, Any]) -> list[tuple[bytes, str]]:
     """Invalid copies of a valid contact event, one per reason."""
+
     def variant(**changes: Any) -> bytes:
         return json.dumps({**valid, **changes}).encode()
 
@@ -38,13 +39,17 @@ def bad_variants(valid: dict[str, Any]) -> list[tuple[bytes, str]]:
 
 
 def api_get(url: str, path: str, tok: str, **params: Any) -> httpx.Response:
-    return httpx.get(f"{url}{path}", headers={"Authorization": f"Bearer {tok}"}, params=params, timeout=10)
+    return httpx.get(
+        f"{url}{path}", headers={"Authorization": f"Bearer {tok}"}, params=params, timeout=10
+    )
 
 
 def all_batches(url: str, campaign: str, tok: str) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     while True:
-        page = api_get(url, f"/api/v1/campaigns/{campaign}/batches", tok, skip=len(rows), limit=500).json()
+        page = api_get(
+            url, f"/api/v1/campaigns/{campaign}/batches", tok, skip=len(rows), limit=500
+        ).json()
         rows += page
         if len(page) < 500:
             return rows
@@ -66,7 +71,9 @@ def test_produced_stream_is_reflected_exactly(
     simulation = Simulation(campaigns=4, organizations=2, seed=42, prefix="e2e")
     events = list(itertools.islice(simulation.events(), 6000))
     lines = [json.dumps(e).encode() for e in events]
-    bad = BAD_LINES + bad_variants(next(e for e in events if e["event_type"] == "contact.status_changed"))
+    bad = BAD_LINES + bad_variants(
+        next(e for e in events if e["event_type"] == "contact.status_changed")
+    )
     for n, (line, _) in enumerate(bad):
         lines.insert(n * 500 + 7, line)
     stream = tmp_path / "stream.jsonl"
@@ -78,7 +85,9 @@ def test_produced_stream_is_reflected_exactly(
     expected = Expected(events)
     orgs = sorted(set(expected.owner.values()))
     tokens = {org: token(infra, org) for org in orgs}
-    wait_until(lambda: matches(api_url, expected, tokens), timeout=120, what="the API to equal the oracle")
+    wait_until(
+        lambda: matches(api_url, expected, tokens), timeout=120, what="the API to equal the oracle"
+    )
 
     for campaign in expected.campaigns:
         tok = tokens[expected.owner[campaign]]
@@ -89,17 +98,22 @@ def test_produced_stream_is_reflected_exactly(
 
     # Tenancy: a token of one organization never sees the other's campaigns.
     foreign = next(c for c in expected.campaigns if expected.owner[c] != orgs[0])
-    assert api_get(api_url, f"/api/v1/campaigns/{foreign}/stats", tokens[orgs[0]]).status_code == 404
+    assert (
+        api_get(api_url, f"/api/v1/campaigns/{foreign}/stats", tokens[orgs[0]]).status_code == 404
+    )
 
     # Dead letters: every bad line, with its reason, source and original bytes.
     records = read_topic(infra.broker.bootstrap, "dialer.dead_letter", len(bad))
     letters = [json.loads(r.value) for r in records]
-    assert sorted(l["reason"] for l in letters) == sorted(reason for _, reason in bad)
-    by_reason = {l["reason"]: l for l in letters}
+    assert sorted(letter["reason"] for letter in letters) == sorted(reason for _, reason in bad)
+    by_reason = {letter["reason"]: letter for letter in letters}
     assert by_reason["invalid_json"]["original"] == "this is not json"
     assert by_reason["oversized"]["truncated"] is True
     assert by_reason["oversized"]["original_size"] > 64 * 1024
-    assert all(l["source_topic"] == "dialer.contacts" and l["source_offset"] >= 0 for l in letters)
+    assert all(
+        letter["source_topic"] == "dialer.contacts" and letter["source_offset"] >= 0
+        for letter in letters
+    )
 
     # Conservation: every line is applied, ignored as stale/duplicate, or dead-lettered.
     client = redis.Redis.from_url(infra.valkey.url, decode_responses=True)
@@ -123,10 +137,20 @@ def test_tenant_mismatch_is_dead_lettered_and_changes_nothing(
     expected = Expected(events)
     (campaign,) = expected.campaigns
     owner_token = token(infra, expected.owner[campaign])
-    wait_until(lambda: matches(api_url, expected, {expected.owner[campaign]: owner_token}), timeout=60)
+    wait_until(
+        lambda: matches(api_url, expected, {expected.owner[campaign]: owner_token}), timeout=60
+    )
     before_letters = len(read_topic(infra.broker.bootstrap, "dialer.dead_letter", 0, timeout=2))
 
-    intruder = [{**e, "organization_id": "org_intruder", "event_id": e["event_id"] + "_x", "version": e["version"] + 100} for e in events[:20]]
+    intruder = [
+        {
+            **e,
+            "organization_id": "org_intruder",
+            "event_id": e["event_id"] + "_x",
+            "version": e["version"] + 100,
+        }
+        for e in events[:20]
+    ]
     second = tmp_path / "intruder.jsonl"
     second.write_text("\n".join(json.dumps(e) for e in intruder) + "\n")
     assert run_cli(infra, "produce", str(second)).returncode == 0
@@ -135,7 +159,9 @@ def test_tenant_mismatch_is_dead_lettered_and_changes_nothing(
     assert reasons.count("tenant_mismatch") == 20
     assert matches(api_url, expected, {expected.owner[campaign]: owner_token})
     intruder_token = token(infra, "org_intruder")
-    assert api_get(api_url, f"/api/v1/campaigns/{campaign}/stats", intruder_token).status_code == 404
+    assert (
+        api_get(api_url, f"/api/v1/campaigns/{campaign}/stats", intruder_token).status_code == 404
+    )
 
 
 def test_produce_refuses_invalid_lines_without_raw(infra: EmbeddedInfra, tmp_path: Any) -> None:

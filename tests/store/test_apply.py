@@ -24,7 +24,9 @@ def parsed(event: dict[str, Any]) -> Event:
     return outcome  # type: ignore[return-value]
 
 
-def as_log(events: list[dict[str, Any]], rng: random.Random, partitions: int = 3) -> list[tuple[str, int, int, Event]]:
+def as_log(
+    events: list[dict[str, Any]], rng: random.Random, partitions: int = 3
+) -> list[tuple[str, int, int, Event]]:
     """Spread events over topic partitions with increasing offsets, like Kafka would."""
     next_offset = [0] * partitions
     log = []
@@ -35,7 +37,9 @@ def as_log(events: list[dict[str, Any]], rng: random.Random, partitions: int = 3
     return log
 
 
-async def apply_log(store: Store, log: list[tuple[str, int, int, Event]], rng: random.Random, epoch: int = 1) -> list[list[int]]:
+async def apply_log(
+    store: Store, log: list[tuple[str, int, int, Event]], rng: random.Random, epoch: int = 1
+) -> list[list[int]]:
     """Apply in random fetch-sized chunks, replaying some chunks as after a crash."""
     outcomes = []
     position = 0
@@ -115,7 +119,9 @@ async def test_script_cache_flush_is_survived(store: Store) -> None:
     assert await store.apply([(Slice("cmp_s", "t", 0, [(0, event)]), 1)]) == [[APPLIED]]
     newer = parsed(entity_event("cmp_s", "org_s", "contact", 1, 2))
     await store.client.script_flush()
-    assert await store.apply([(Slice("cmp_s", "t", 0, [(1, newer), (2, newer)]), 1)]) == [[APPLIED, STALE]]
+    assert await store.apply([(Slice("cmp_s", "t", 0, [(1, newer), (2, newer)]), 1)]) == [
+        [APPLIED, STALE]
+    ]
 
 
 async def test_batches_order_filter_and_paging(store: Store) -> None:
@@ -138,8 +144,14 @@ async def test_batches_order_filter_and_paging(store: Store) -> None:
     orphan_row = (await store.batches("cmp_b", skip=4, limit=1))[0]
     assert orphan_row["status"] == "pending" and orphan_row["created_at"] is None
     assert orphan_row["total_contacts"] == 1
-    assert [b["batch_id"] for b in await store.batches("cmp_b", status="completed")] == ["btc_x", "btc_z"]
-    assert [b["batch_id"] for b in await store.batches("cmp_b", skip=1, limit=2)] == ["btc_y", "btc_w"]
+    assert [b["batch_id"] for b in await store.batches("cmp_b", status="completed")] == [
+        "btc_x",
+        "btc_z",
+    ]
+    assert [b["batch_id"] for b in await store.batches("cmp_b", skip=1, limit=2)] == [
+        "btc_y",
+        "btc_w",
+    ]
     assert (await store.stats("cmp_b"))["batch_counts"]["pending"] == 1
 
 
@@ -149,7 +161,9 @@ async def test_every_key_of_a_campaign_shares_one_hash_tag(store: Store) -> None
     events = [e for e in random_stream(rng, campaigns=1, size=60)]
     await apply_log(store, as_log(events, rng), rng)
     written = [k async for k in store.client.scan_iter(match="ds:*")]
-    campaign_keys = [k for k in written if not k.startswith(("ds:org:", "ds:campaigns", "ds:tokens", "ds:log:"))]
+    campaign_keys = [
+        k for k in written if not k.startswith(("ds:org:", "ds:campaigns", "ds:tokens", "ds:log:"))
+    ]
     assert campaign_keys
     assert all(k.startswith("ds:{cmp_0}:") for k in campaign_keys)
     assert keys.stats("cmp_0") in campaign_keys

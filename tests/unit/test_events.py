@@ -43,7 +43,9 @@ def reason(raw: bytes) -> str:
     return outcome.reason
 
 
-@pytest.mark.parametrize("spelling", ["NO-ANSWER", "No_Answer", "no_answer", "no-answer", " No-Answer "])
+@pytest.mark.parametrize(
+    "spelling", ["NO-ANSWER", "No_Answer", "no_answer", "no-answer", " No-Answer "]
+)
 def test_status_spellings_normalise_to_one_status(spelling: str) -> None:
     """Case and '-' versus '_' do not matter."""
     event = parse(encode(CONTACT, status=spelling))
@@ -136,7 +138,9 @@ def test_oversized_messages_are_rejected_before_parsing() -> None:
 def test_parse_never_raises(raw: bytes) -> None:
     """Arbitrary bytes give an event or a rejection, never an exception."""
     outcome = parse(raw)
-    assert isinstance(outcome, Rejection | ContactStatusChanged | BatchUpserted | CallRecordCompleted)
+    assert isinstance(
+        outcome, Rejection | ContactStatusChanged | BatchUpserted | CallRecordCompleted
+    )
 
 
 @given(st.text(alphabet="abcdefghijklmnopqrstuvwxyz_-", max_size=25))

@@ -31,7 +31,9 @@ def model_views(
         apply(states.setdefault(event["campaign_id"], CampaignState()), parsed(event))
     stats, batches = {}, {}
     for campaign, state in states.items():
-        stats[campaign] = stats_view(campaign, {k: str(v) for k, v in stats_counters(state).items()})
+        stats[campaign] = stats_view(
+            campaign, {k: str(v) for k, v in stats_counters(state).items()}
+        )
         rows = []
         per_batch = batch_counters(state)
         for batch_id, batch in state.batches.items():
