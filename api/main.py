@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
-from api.routes import batches, dashboard, health, stats
+from api.routes import batches, dashboard, health, reconciliation, stats
 from processors import StoreUnavailable
 from processors.settings import Settings
 from processors.store import Store, connect
@@ -36,6 +36,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     )
     app.include_router(stats.router)
     app.include_router(batches.router)
+    app.include_router(reconciliation.router)
     app.include_router(health.router)
     app.include_router(dashboard.router)
 

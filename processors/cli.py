@@ -171,6 +171,26 @@ async def _simulate(
         await producer.stop()
 
 
+@cli.command()
+def reconcile(
+    campaign: Annotated[str | None, typer.Option(help="Only this campaign.")] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Report drift, write nothing.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON report on stdout.")] = False,
+    every: Annotated[
+        float | None, typer.Option(min=1, help="Run again every SECONDS until Ctrl-C.")
+    ] = None,
+) -> None:
+    """Recompute every campaign from the event log, report drift, repair it."""
+    from processors.reconcile_cli import run
+
+    with suppress(KeyboardInterrupt):
+        code = run(_settings(), campaign=campaign, dry_run=dry_run, as_json=as_json, every=every)
+        if code:
+            raise typer.Exit(code)
+
+
 @token_cli.command("create")
 def token_create(
     org: Annotated[str, typer.Option("--org", help="Organization the token belongs to.")],

@@ -56,10 +56,10 @@ class Incarnations:
         if "offset" not in marker:
             return True
         record = await self.probe(topic, partition, int(marker["offset"]))
-        if record is None:
+        if record is None or record.offset != int(marker["offset"]):
+            # The log ends before the marker, or (compaction) no longer holds that record:
+            # when in doubt start a new epoch -- versions keep the counters exact anyway.
             return False
-        if record.offset != int(marker["offset"]):
-            return True  # compacted away: the log moved on, it did not restart
         return fingerprint(record, getattr(record, "timestamp", None)) == marker["fingerprint"]
 
     def note(self, record: Record) -> None:

@@ -46,14 +46,24 @@ def batch_index(campaign_id: str, status: str | None = None) -> str:
     return f"{_tag(campaign_id)}:bi{suffix}"
 
 
+def contact_bucket(campaign_id: str, number: int) -> str:
+    """Hash bucket of contact states: contact_id -> `version|status code|retry|batch_id`."""
+    return f"{_tag(campaign_id)}:c:{number}"
+
+
+def record_bucket(campaign_id: str, number: int) -> str:
+    """Hash bucket of call-record states: execution_id -> `version|status code|follow-up`."""
+    return f"{_tag(campaign_id)}:r:{number}"
+
+
 def contact_state(campaign_id: str, contact_id: str) -> str:
-    """Hash bucket: contact_id -> `version|status code|retry_count|batch_id`."""
-    return f"{_tag(campaign_id)}:c:{bucket(contact_id)}"
+    """The bucket holding one contact's state."""
+    return contact_bucket(campaign_id, bucket(contact_id))
 
 
 def record_state(campaign_id: str, execution_id: str) -> str:
-    """Hash bucket: execution_id -> `version|status code|follow-up flag`."""
-    return f"{_tag(campaign_id)}:r:{bucket(execution_id)}"
+    """The bucket holding one call record's state."""
+    return record_bucket(campaign_id, bucket(execution_id))
 
 
 def reconciliation(campaign_id: str) -> str:

@@ -1,13 +1,16 @@
 """Every Lua script dialer-stats runs, each with its KEYS / ARGV / return contract.
 
 Scripts never build key names: every key arrives in KEYS (see `keys`), so they run unchanged
-on Redis Cluster, where all keys of one call share the `{campaign_id}` hash tag.
+on Redis Cluster, where all keys of one call share the `{campaign_id}` hash tag. All three
+scripts share one fixed KEYS prefix (`campaign_keys`) and one prelude of helpers, so a
+transition is written once.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
+from processors import keys
 from processors.events import BATCH_STATUSES, CALL_STATUSES, CONTACT_STATUSES
 
 #: One-letter codes that pack entity state compactly; position in the status tuple.
@@ -16,7 +19,7 @@ CALL_CODES: Final = {s: chr(ord("a") + i) for i, s in enumerate(CALL_STATUSES)}
 CONTACT_BY_CODE: Final = {c: s for s, c in CONTACT_CODES.items()}
 CALL_BY_CODE: Final = {c: s for s, c in CALL_CODES.items()}
 
-#: Fixed KEYS prefix of APPLY_SLICE; entity keys follow from index FIRST_ENTITY_KEY (1-based).
+#: Fixed KEYS prefix of every script; entity keys follow from index FIRST_ENTITY_KEY (1-based).
 FIXED_KEYS: Final = 3 + len(BATCH_STATUSES)
 FIRST_ENTITY_KEY: Final = FIXED_KEYS + 1
 FIELDS_PER_EVENT: Final = 12
@@ -25,31 +28,21 @@ FIELDS_PER_EVENT: Final = 12
 APPLIED, REPLAYED, STALE, TENANT_MISMATCH, BATCH_MISMATCH = range(5)
 
 
+def campaign_keys(campaign_id: str) -> list[str]:
+    """KEYS[1..FIXED_KEYS] of every script: stats, fence, batch index, per-status indexes."""
+    fixed = [keys.stats(campaign_id), keys.fence(campaign_id), keys.batch_index(campaign_id)]
+    fixed.extend(keys.batch_index(campaign_id, status) for status in BATCH_STATUSES)
+    return fixed
+
+
 def _lua_table(mapping: dict[str, str]) -> str:
     return "{" + ", ".join(f"{k}='{v}'" for k, v in mapping.items()) + "}"
 
 
 _BATCH_INDEX_SLOTS = "{" + ", ".join(f"{s}={4 + i}" for i, s in enumerate(BATCH_STATUSES)) + "}"
 
-# APPLY_SLICE: apply the events of one campaign read from one topic partition, atomically.
-#
-# KEYS[1]     stats hash            {cmp}:stats
-# KEYS[2]     fence hash            {cmp}:fence
-# KEYS[3]     batch index (all)     {cmp}:bi
-# KEYS[4..9]  batch index per status, in BATCH_STATUSES order
-# KEYS[10..]  entity keys (batch hashes, contact and call-record state buckets)
-# ARGV[1]     fence field (topic:partition)
-# ARGV[2]     log epoch of that partition
-# ARGV[3..]   FIELDS_PER_EVENT values per event, in offset order:
-#             kind (b|c|r), offset, organization_id, version, entity id,
-#             state key index, batch key index (contacts), status code or name,
-#             number (total_contacts | retry_count | follow-up flag),
-#             extra (batch: created_at ISO or ''; contact: batch_id; record: ''),
-#             score (batch: created_at ms, '+inf' without one; others ''),
-#             occurred_at ms
-# Returns     one outcome code per event: 0 applied, 1 replayed (at or below the fence),
-#             2 stale or duplicate version, 3 tenant mismatch, 4 contact named another batch.
-APPLY_SLICE: Final = (
+# Shared by every script: key layout, status tables and the exact counter transitions.
+_PRELUDE: Final = (
     """
 local STATS, FENCE, BIDX = KEYS[1], KEYS[2], KEYS[3]
 local BIDX_BY_STATUS = """
@@ -61,14 +54,57 @@ local CONTACT = """
 local CALL = """
     + _lua_table(CALL_BY_CODE)
     + """
-local N = """
-    + str(FIELDS_PER_EVENT)
-    + """
-local fence_field, epoch = ARGV[1], ARGV[2]
 
 local function bump(key, field, by)
   if redis.call('HINCRBY', key, field, by) == 0 then redis.call('HDEL', key, field) end
 end
+
+local function contact_delta(bkey, code, retry, by)
+  local name = CONTACT[code]
+  bump(STATS, 'contacts:' .. name, by)
+  bump(bkey, 'contacts:' .. name, by)
+  if name == 'retrying' then
+    bump(STATS, 'retry:' .. retry, by)
+    bump(bkey, 'retry:' .. retry, by)
+  end
+end
+
+local function record_delta(code, follow_up, by)
+  bump(STATS, 'calls:' .. CALL[code], by)
+  if follow_up == '1' then bump(STATS, 'calls:follow_up', by) end
+end
+
+local function parse_contact(packed)
+  return string.match(packed, '^(%d+)|(%a)|(%d+)|(.*)$')
+end
+
+local function parse_record(packed)
+  return string.match(packed, '^(%d+)|(%a)|(%d)$')
+end
+"""
+)
+
+# APPLY_SLICE: apply the events of one campaign read from one topic partition, atomically.
+#
+# KEYS        campaign_keys(campaign), then entity keys (batch hashes, state buckets)
+# ARGV[1]     fence field (topic:partition); '' = repair mode: no fence, no tallies
+# ARGV[2]     log epoch of that partition
+# ARGV[3..]   FIELDS_PER_EVENT values per event, in offset order:
+#             kind (b|c|r), offset, organization_id, version, entity id,
+#             state key index, batch key index (contacts), status code or name,
+#             number (total_contacts | retry_count | follow-up flag),
+#             extra (batch: created_at ISO or ''; contact: batch_id; record: ''),
+#             score (batch: created_at ms; others ''), occurred_at ms
+# Returns     one outcome code per event: 0 applied, 1 replayed (at or below the fence),
+#             2 stale or duplicate version, 3 tenant mismatch, 4 contact named another batch.
+APPLY_SLICE: Final = (
+    _PRELUDE
+    + """
+local N = """
+    + str(FIELDS_PER_EVENT)
+    + """
+local fence_field, epoch = ARGV[1], ARGV[2]
+local repair = fence_field == ''
 
 local function ensure_batch(bkey, batch_id)
   if redis.call('HSETNX', bkey, 's', 'pending') == 1 then
@@ -86,27 +122,18 @@ local function apply_batch(bkey, batch_id, ver, ver_s, status, total, created_at
     bump(STATS, 'batches:' .. cur[1], -1)
     redis.call('ZREM', KEYS[BIDX_BY_STATUS[cur[1]]], batch_id)
   end
-  redis.call('HSET', bkey, 's', status, 'v', ver_s, 'total', total, 'created_at', created_at)
+  redis.call('HSET', bkey, 's', status, 'v', ver_s, 'total', total, 'created_at', created_at,
+    'cms', score)
   bump(STATS, 'batches:' .. status, 1)
   redis.call('ZADD', BIDX, score, batch_id)
   redis.call('ZADD', KEYS[BIDX_BY_STATUS[status]], score, batch_id)
   return 0
 end
 
-local function contact_delta(bkey, code, retry, by)
-  local name = CONTACT[code]
-  bump(STATS, 'contacts:' .. name, by)
-  bump(bkey, 'contacts:' .. name, by)
-  if name == 'retrying' then
-    bump(STATS, 'retry:' .. retry, by)
-    bump(bkey, 'retry:' .. retry, by)
-  end
-end
-
 local function apply_contact(skey, bkey, contact_id, ver, ver_s, code, retry, batch_id)
   local cur = redis.call('HGET', skey, contact_id)
   if cur then
-    local v, c, r, b = string.match(cur, '^(%d+)|(%a)|(%d+)|(.*)$')
+    local v, c, r, b = parse_contact(cur)
     if b ~= batch_id then return 4 end
     if ver <= tonumber(v) then return 2 end
     contact_delta(bkey, c, r, -1)
@@ -120,15 +147,10 @@ local function apply_contact(skey, bkey, contact_id, ver, ver_s, code, retry, ba
   return 0
 end
 
-local function record_delta(code, follow_up, by)
-  bump(STATS, 'calls:' .. CALL[code], by)
-  if follow_up == '1' then bump(STATS, 'calls:follow_up', by) end
-end
-
 local function apply_record(skey, execution_id, ver, ver_s, code, follow_up)
   local cur = redis.call('HGET', skey, execution_id)
   if cur then
-    local v, c, f = string.match(cur, '^(%d+)|(%a)|(%d)$')
+    local v, c, f = parse_record(cur)
     if ver <= tonumber(v) then return 2 end
     record_delta(c, f, -1)
   end
@@ -138,10 +160,12 @@ local function apply_record(skey, execution_id, ver, ver_s, code, follow_up)
 end
 
 local fence_offset = -1
-local stored = redis.call('HGET', FENCE, fence_field)
-if stored then
-  local e, o = string.match(stored, '^(.*):(%-?%d+)$')
-  if e == epoch then fence_offset = tonumber(o) end
+if not repair then
+  local stored = redis.call('HGET', FENCE, fence_field)
+  if stored then
+    local e, o = string.match(stored, '^(.*):(%-?%d+)$')
+    if e == epoch then fence_offset = tonumber(o) end
+  end
 end
 local max_offset = fence_offset
 local org = redis.call('HGET', STATS, 'org')
@@ -181,12 +205,14 @@ for i = 0, (#ARGV - 2) / N - 1 do
   out[i + 1] = code
 end
 
-if max_offset > fence_offset then
-  redis.call('HSET', FENCE, fence_field, epoch .. ':' .. string.format('%d', max_offset))
-end
-local names = {'applied', 'replayed', 'stale', 'tenant_mismatch', 'batch_mismatch'}
-for k = 1, 5 do
-  if tally[k] > 0 then redis.call('HINCRBY', STATS, 'events:' .. names[k], tally[k]) end
+if not repair then
+  if max_offset > fence_offset then
+    redis.call('HSET', FENCE, fence_field, epoch .. ':' .. string.format('%d', max_offset))
+  end
+  local names = {'applied', 'replayed', 'stale', 'tenant_mismatch', 'batch_mismatch'}
+  for k = 1, 5 do
+    if tally[k] > 0 then redis.call('HINCRBY', STATS, 'events:' .. names[k], tally[k]) end
+  end
 end
 if tally[1] > 0 then
   redis.call('HINCRBY', STATS, 'rev', 1)
@@ -198,6 +224,197 @@ if tally[1] > 0 then
     redis.call('HSET', STATS, 'last_event_ms', string.format('%d', last_event_ms))
   end
 end
+return out
+"""
+)
+
+# REMOVE_ENTITIES: forget entities the source does not have, with their counter deltas --
+# only while the worker has applied nothing at or beyond the offsets the source was read to.
+#
+# KEYS        campaign_keys(campaign), then entity keys
+# ARGV[1]     number P of partition ends that follow
+# ARGV[2..]   P pairs: fence field (topic:partition), end offset read by the source
+# then        triples: kind (b|c|r), entity id, state key index (batches: their hash)
+# Returns     number of entities removed, or -1 when the worker is ahead (nothing changed).
+REMOVE_ENTITIES: Final = (
+    _PRELUDE
+    + """
+local ends = {}
+local p = tonumber(ARGV[1])
+for i = 0, p - 1 do ends[ARGV[2 + 2 * i]] = tonumber(ARGV[3 + 2 * i]) end
+local fences = redis.call('HGETALL', FENCE)
+for i = 1, #fences, 2 do
+  local offset = tonumber(string.match(fences[i + 1], ':(%-?%d+)$'))
+  local limit = ends[fences[i]]
+  if limit == nil or offset >= limit then return -1 end
+end
+local removed = 0
+for i = 2 + 2 * p, #ARGV, 3 do
+  local kind, id, key = ARGV[i], ARGV[i + 1], KEYS[tonumber(ARGV[i + 2])]
+  if kind == 'c' then
+    local cur = redis.call('HGET', key, id)
+    if cur then
+      local v, c, r, b = parse_contact(cur)
+      redis.call('HDEL', key, id)
+      removed = removed + 1
+      bump(STATS, 'contacts', -1)
+      -- the batch hash is passed right after the bucket
+      local bkey = KEYS[tonumber(ARGV[i + 2]) + 1]
+      bump(bkey, 'known', -1)
+      contact_delta(bkey, c, r, -1)
+    end
+  elseif kind == 'r' then
+    local cur = redis.call('HGET', key, id)
+    if cur then
+      local v, c, f = parse_record(cur)
+      redis.call('HDEL', key, id)
+      removed = removed + 1
+      record_delta(c, f, -1)
+    end
+  else
+    local s = redis.call('HGET', key, 's')
+    if s then
+      bump(STATS, 'batches:' .. s, -1)
+      redis.call('DEL', key)
+      redis.call('ZREM', BIDX, id)
+      redis.call('ZREM', KEYS[BIDX_BY_STATUS[s]], id)
+      removed = removed + 1
+    end
+  end
+end
+if removed > 0 then redis.call('HINCRBY', STATS, 'rev', 1) end
+return removed
+"""
+)
+
+# RECOUNT: recount every counter of a campaign from its entity state and correct the drift,
+# atomically (the worker's updates serialise before or after it).
+#
+# KEYS        campaign_keys(campaign), then B batch hashes, C contact buckets, R record buckets
+# ARGV[1]     '1' dry run (report only) or '0'
+# ARGV[2..4]  B, C, R
+# ARGV[5..]   the B batch ids, in KEYS order
+# Returns     {status, drift...}: status 0 done, 1 a contact names a batch not passed (nothing
+#             changed; call again with it); drift as flat quadruples
+#             scope ('stats' | batch id | 'index:' .. batch id), field, found, expected.
+RECOUNT: Final = (
+    _PRELUDE
+    + """
+local dry = ARGV[1] == '1'
+local nb, nc, nr = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local first_batch = """
+    + str(FIXED_KEYS + 1)
+    + """
+local expected, per_batch, batch_key = {}, {}, {}
+for i = 1, nb do
+  per_batch[ARGV[4 + i]] = {}
+  batch_key[ARGV[4 + i]] = KEYS[first_batch + i - 1]
+end
+local function inc(t, f) t[f] = (t[f] or 0) + 1 end
+
+local first_contact = first_batch + nb
+for k = first_contact, first_contact + nc - 1 do
+  local flat = redis.call('HGETALL', KEYS[k])
+  for j = 1, #flat, 2 do
+    local v, c, r, b = parse_contact(flat[j + 1])
+    local name = CONTACT[c]
+    local mine = per_batch[b]
+    if not mine then return {1} end
+    inc(expected, 'contacts')
+    inc(expected, 'contacts:' .. name)
+    inc(mine, 'known')
+    inc(mine, 'contacts:' .. name)
+    if name == 'retrying' then
+      inc(expected, 'retry:' .. r)
+      inc(mine, 'retry:' .. r)
+    end
+  end
+end
+for k = first_contact + nc, first_contact + nc + nr - 1 do
+  local flat = redis.call('HGETALL', KEYS[k])
+  for j = 1, #flat, 2 do
+    local v, c, f = parse_record(flat[j + 1])
+    inc(expected, 'calls:' .. CALL[c])
+    if f == '1' then inc(expected, 'calls:follow_up') end
+  end
+end
+
+local out = {0}
+local function drift(scope, field, found, want)
+  out[#out + 1] = scope
+  out[#out + 1] = field
+  out[#out + 1] = tostring(found)
+  out[#out + 1] = tostring(want)
+end
+
+-- batch metadata and indexes; a batch with contacts but no hash is known only from them
+for batch_id, key in pairs(batch_key) do
+  local meta = redis.call('HMGET', key, 's', 'cms')
+  local s, score = meta[1], meta[2]
+  if not s and next(per_batch[batch_id]) then
+    s, score = 'pending', '+inf'
+    drift(batch_id, 's', '', 'pending')
+    if not dry then redis.call('HSET', key, 's', 'pending', 'v', 0) end
+  end
+  if s then
+    inc(expected, 'batches:' .. s)
+    score = score or '+inf'
+    local at = redis.call('ZSCORE', BIDX, batch_id)
+    local same = at and (tostring(at) == tostring(score) or tonumber(at) == tonumber(score))
+    if not same then
+      drift('index:' .. batch_id, 'all', at or '', score)
+      if not dry then redis.call('ZADD', BIDX, score, batch_id) end
+    end
+    for status, slot in pairs(BIDX_BY_STATUS) do
+      local listed = redis.call('ZSCORE', KEYS[slot], batch_id)
+      if status == s and not listed then
+        drift('index:' .. batch_id, status, 'absent', 'present')
+        if not dry then redis.call('ZADD', KEYS[slot], score, batch_id) end
+      elseif status ~= s and listed then
+        drift('index:' .. batch_id, status, 'present', 'absent')
+        if not dry then redis.call('ZREM', KEYS[slot], batch_id) end
+      end
+    end
+  end
+end
+
+local function reconcile_hash(key, scope, want, is_counter)
+  local flat = redis.call('HGETALL', key)
+  local seen = {}
+  for j = 1, #flat, 2 do
+    local field = flat[j]
+    if is_counter(field) then
+      seen[field] = true
+      local e = want[field] or 0
+      if tonumber(flat[j + 1]) ~= e then
+        drift(scope, field, flat[j + 1], e)
+        if not dry then
+          if e == 0 then redis.call('HDEL', key, field) else redis.call('HSET', key, field, e) end
+        end
+      end
+    end
+  end
+  for field, e in pairs(want) do
+    if not seen[field] and e ~= 0 then
+      drift(scope, field, 0, e)
+      if not dry then redis.call('HSET', key, field, e) end
+    end
+  end
+end
+
+local function stats_counter(field)
+  return field == 'contacts' or string.find(field, '^contacts:') or string.find(field, '^retry:')
+    or string.find(field, '^calls:') or string.find(field, '^batches:')
+end
+local function batch_counter(field)
+  return field == 'known' or string.find(field, '^contacts:') or string.find(field, '^retry:')
+end
+
+reconcile_hash(STATS, 'stats', expected, stats_counter)
+for batch_id, key in pairs(batch_key) do
+  reconcile_hash(key, batch_id, per_batch[batch_id], batch_counter)
+end
+if #out > 1 and not dry then redis.call('HINCRBY', STATS, 'rev', 1) end
 return out
 """
 )

@@ -29,3 +29,13 @@ EPOCHS = Counter(
     "dialer_stats_partition_epochs_total",
     "New incarnations detected for a partition (wiped or recreated topic).",
 )
+RECONCILE_RUNS = Counter(
+    "dialer_stats_reconcile_runs_total", "Reconciliation runs by result.", ["result"]
+)
+RECONCILE_DRIFT = Counter(
+    "dialer_stats_reconcile_drift_total",
+    "Differences found by reconciliation (entities and counter fields).",
+)
+RECONCILE_FIXED = Counter(
+    "dialer_stats_reconcile_fixed_total", "Differences repaired by reconciliation."
+)

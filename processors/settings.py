@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     session_timeout: float = Field(default=10.0, gt=0)
     worker_metrics_port: int = Field(default=0, ge=0, le=65535)
 
+    reconcile_lock_seconds: int = Field(default=600, ge=10)
+    reconcile_metrics_port: int = Field(default=0, ge=0, le=65535)
+
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
 

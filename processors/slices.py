@@ -5,15 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from processors import keys
-from processors.events import (
-    BATCH_STATUSES,
-    BatchUpserted,
-    ContactStatusChanged,
-    Event,
-)
-from processors.lua import CALL_CODES, CONTACT_CODES, FIELDS_PER_EVENT
+from processors.events import BatchUpserted, ContactStatusChanged, Event
+from processors.lua import CALL_CODES, CONTACT_CODES, FIELDS_PER_EVENT, campaign_keys
+
+if TYPE_CHECKING:
+    from processors.transitions import BatchState, ContactState, RecordState
 
 
 @dataclass(slots=True)
@@ -50,54 +49,102 @@ def epoch_ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def encode(part: Slice, epoch: int) -> tuple[list[str], list[str]]:
-    """KEYS and ARGV of one APPLY_SLICE call (see `lua.APPLY_SLICE`)."""
-    cid = part.campaign_id
-    call_keys = [keys.stats(cid), keys.fence(cid), keys.batch_index(cid)]
-    call_keys.extend(keys.batch_index(cid, status) for status in BATCH_STATUSES)
-    index: dict[str, int] = {}
+def iso(moment: datetime) -> str:
+    """ISO-8601 in UTC with a `Z`."""
+    return moment.isoformat().replace("+00:00", "Z")
 
-    def slot(key: str) -> str:
-        position = index.get(key)
+
+class _Call:
+    """KEYS and ARGV of one APPLY_SLICE call under construction."""
+
+    def __init__(self, campaign_id: str, fence_field: str, epoch: int) -> None:
+        self.campaign_id = campaign_id
+        self.keys = campaign_keys(campaign_id)
+        self.argv = [fence_field, str(epoch)]
+        self._index: dict[str, int] = {}
+
+    def slot(self, key: str) -> str:
+        position = self._index.get(key)
         if position is None:
-            call_keys.append(key)
-            position = index[key] = len(call_keys)
+            self.keys.append(key)
+            position = self._index[key] = len(self.keys)
         return str(position)
 
-    argv = [part.fence_field, str(epoch)]
+    def batch(
+        self, offset: int, org: str, version: int, batch_id: str, status: str,
+        total: int, created_at: str, created_ms: int | None, occurred: int,
+    ) -> None:  # fmt: skip
+        bkey = self.slot(keys.batch(self.campaign_id, batch_id))
+        score = "+inf" if created_ms is None else str(created_ms)
+        self.argv += ["b", str(offset), org, str(version), batch_id, bkey, "0", status]
+        self.argv += [str(total), created_at, score, str(occurred)]
+
+    def contact(
+        self, offset: int, org: str, version: int, contact_id: str, status: str,
+        retry_count: int, batch_id: str, occurred: int,
+    ) -> None:  # fmt: skip
+        skey = self.slot(keys.contact_state(self.campaign_id, contact_id))
+        bkey = self.slot(keys.batch(self.campaign_id, batch_id))
+        self.argv += ["c", str(offset), org, str(version), contact_id, skey, bkey]
+        self.argv += [CONTACT_CODES[status], str(retry_count), batch_id, "", str(occurred)]
+
+    def record(
+        self, offset: int, org: str, version: int, execution_id: str, status: str,
+        follow_up: bool, occurred: int,
+    ) -> None:  # fmt: skip
+        skey = self.slot(keys.record_state(self.campaign_id, execution_id))
+        self.argv += ["r", str(offset), org, str(version), execution_id, skey, "0"]
+        self.argv += [CALL_CODES[status], "1" if follow_up else "0", "", "", str(occurred)]
+
+    def done(self) -> tuple[list[str], list[str]]:
+        assert (len(self.argv) - 2) % FIELDS_PER_EVENT == 0
+        return self.keys, self.argv
+
+
+def encode(part: Slice, epoch: int) -> tuple[list[str], list[str]]:
+    """KEYS and ARGV of one APPLY_SLICE call (see `lua.APPLY_SLICE`)."""
+    call = _Call(part.campaign_id, part.fence_field, epoch)
     for offset, event in part.items:
-        head = [str(offset), event.organization_id, str(event.version)]
-        occurred = str(epoch_ms(event.occurred_at))
+        org, version = event.organization_id, event.version
+        occurred = epoch_ms(event.occurred_at)
         if isinstance(event, BatchUpserted):
-            argv += ["b", *head, event.batch_id, slot(keys.batch(cid, event.batch_id)), "0"]
-            argv += [
-                event.status,
-                str(event.total_contacts),
-                event.created_at.isoformat().replace("+00:00", "Z"),
-                str(epoch_ms(event.created_at)),
-                occurred,
-            ]
+            call.batch(
+                offset, org, version, event.batch_id, event.status, event.total_contacts,
+                iso(event.created_at), epoch_ms(event.created_at), occurred,
+            )  # fmt: skip
         elif isinstance(event, ContactStatusChanged):
-            argv += ["c", *head, event.contact_id]
-            argv += [
-                slot(keys.contact_state(cid, event.contact_id)),
-                slot(keys.batch(cid, event.batch_id)),
-                CONTACT_CODES[event.status],
-                str(event.retry_count),
-                event.batch_id,
-                "",
-                occurred,
-            ]
+            call.contact(
+                offset, org, version, event.contact_id, event.status, event.retry_count,
+                event.batch_id, occurred,
+            )  # fmt: skip
         else:
-            argv += ["r", *head, event.execution_id]
-            argv += [
-                slot(keys.record_state(cid, event.execution_id)),
-                "0",
-                CALL_CODES[event.call_status],
-                "1" if event.is_follow_up else "0",
-                "",
-                "",
-                occurred,
-            ]
-    assert (len(argv) - 2) % FIELDS_PER_EVENT == 0
-    return call_keys, argv
+            call.record(
+                offset, org, version, event.execution_id, event.call_status,
+                event.is_follow_up, occurred,
+            )  # fmt: skip
+    return call.done()
+
+
+def encode_repair(
+    campaign_id: str,
+    organization_id: str,
+    batches: Iterable[tuple[str, BatchState]] = (),
+    contacts: Iterable[tuple[str, ContactState]] = (),
+    records: Iterable[tuple[str, RecordState]] = (),
+) -> tuple[list[str], list[str]]:
+    """An APPLY_SLICE call in repair mode that applies entity states as if re-delivered."""
+    call = _Call(campaign_id, "", 0)
+    for batch_id, b in batches:
+        if b.version == 0:
+            continue  # known only from contacts: re-applying them recreates it
+        call.batch(
+            0, organization_id, b.version, batch_id, b.status, b.total_contacts or 0,
+            b.created_at or "", b.created_ms, 0,
+        )  # fmt: skip
+    for contact_id, c in contacts:
+        call.contact(
+            0, organization_id, c.version, contact_id, c.status, c.retry_count, c.batch_id, 0
+        )
+    for execution_id, r in records:
+        call.record(0, organization_id, r.version, execution_id, r.status, r.follow_up, 0)
+    return call.done()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 from collections.abc import Sequence
@@ -13,7 +14,7 @@ from redis.exceptions import NoScriptError, RedisError
 
 from processors import StoreUnavailable, keys
 from processors.events import BATCH_STATUSES
-from processors.lua import APPLY_SLICE
+from processors.lua import APPLY_SLICE, RECOUNT, REMOVE_ENTITIES, campaign_keys
 from processors.settings import Settings
 from processors.slices import Slice, encode
 from processors.views import batch_view, stats_view
@@ -42,7 +43,18 @@ class Store:
 
     def __init__(self, client: Client) -> None:
         self.client = client
-        self._apply_sha = hashlib.sha1(APPLY_SLICE.encode()).hexdigest()
+
+    @staticmethod
+    def _sha(script: str) -> str:
+        return hashlib.sha1(script.encode()).hexdigest()
+
+    async def run_script(self, script: str, call_keys: list[str], argv: list[str]) -> Any:
+        """EVALSHA, loading the script on NOSCRIPT (a call that failed so never ran)."""
+        try:
+            return await self.client.evalsha(self._sha(script), len(call_keys), *call_keys, *argv)
+        except NoScriptError:
+            await self.client.script_load(script)
+            return await self.client.evalsha(self._sha(script), len(call_keys), *call_keys, *argv)
 
     async def close(self) -> None:
         """Release the connection pool."""
@@ -57,7 +69,10 @@ class Store:
         ran. Re-running one that did run would be harmless too -- the fence turns it into
         replays -- but it would not be counted as applied.
         """
-        calls = [encode(part, epoch) for part, epoch in slices]
+        return await self.apply_calls([encode(part, epoch) for part, epoch in slices])
+
+    async def apply_calls(self, calls: list[tuple[list[str], list[str]]]) -> list[list[int]]:
+        """Run encoded APPLY_SLICE calls (one pipeline); outcome codes per event."""
         results: list[Any] = [None] * len(calls)
         pending = list(range(len(calls)))
         for _ in range(3):
@@ -77,25 +92,27 @@ class Store:
         raise StoreUnavailable("the apply script could not be loaded")
 
     async def _evalsha_many(self, calls: list[tuple[list[str], list[str]]]) -> list[Any]:
+        sha = self._sha(APPLY_SLICE)
         if isinstance(self.client, RedisCluster):
-            import asyncio
 
             async def one(call_keys: list[str], argv: list[str]) -> Any:
                 try:
-                    return await self.client.evalsha(
-                        self._apply_sha, len(call_keys), *call_keys, *argv
-                    )
+                    return await self.client.evalsha(sha, len(call_keys), *call_keys, *argv)
                 except NoScriptError as exc:
                     return exc
 
             return list(await asyncio.gather(*(one(k, a) for k, a in calls)))
         pipe = self.client.pipeline(transaction=False)
         for call_keys, argv in calls:
-            pipe.evalsha(self._apply_sha, len(call_keys), *call_keys, *argv)
+            pipe.evalsha(sha, len(call_keys), *call_keys, *argv)
         try:
             return list(await pipe.execute(raise_on_error=False))
         except RedisError as exc:
             raise StoreUnavailable(f"Redis is unavailable: {exc}") from exc
+
+    async def ensure_owner(self, campaign_id: str, organization_id: str) -> None:
+        """Record the campaign's owner if none is recorded (a lost stats hash)."""
+        await self.client.hsetnx(keys.stats(campaign_id), "org", organization_id)
 
     async def register_campaigns(self, owners: dict[str, str]) -> None:
         """Remember which organization owns each campaign (for campaign listings)."""
@@ -144,6 +161,49 @@ class Store:
         """Campaign ids owned by an organization, sorted."""
         members = await self.client.smembers(keys.org_campaigns(organization_id))
         return sorted(cast(set[str], members))
+
+    async def batch_ids(self, campaign_id: str) -> list[str]:
+        """Every batch id listed in the campaign's index."""
+        return cast(list[str], await self.client.zrange(keys.batch_index(campaign_id), 0, -1))
+
+    async def hashes(self, names: list[str], chunk: int = 2000) -> list[dict[str, str]]:
+        """HGETALL of many keys, pipelined in chunks."""
+        rows: list[dict[str, str]] = []
+        for start in range(0, len(names), chunk):
+            pipe = self.client.pipeline(transaction=False)
+            for name in names[start : start + chunk]:
+                pipe.hgetall(name)
+            rows.extend(await pipe.execute())
+        return rows
+
+    async def remove_entities(
+        self, campaign_id: str, ends: dict[str, int], entities: list[tuple[str, str, list[str]]]
+    ) -> int:
+        """REMOVE_ENTITIES: `(kind, id, [state key, (batch key)])`; -1 if the worker is ahead."""
+        call_keys = campaign_keys(campaign_id)
+        argv = [str(len(ends))]
+        for field, end in ends.items():
+            argv += [field, str(end)]
+        for kind, entity_id, entity_keys in entities:
+            argv += [kind, entity_id, str(len(call_keys) + 1)]
+            call_keys.extend(entity_keys)
+        return int(await self.run_script(REMOVE_ENTITIES, call_keys, argv))
+
+    async def recount(
+        self, campaign_id: str, batch_ids: list[str], *, dry_run: bool
+    ) -> list[str] | None:
+        """RECOUNT: flat drift quadruples, or None when a batch id was missing (retry)."""
+        contact_keys = [keys.contact_bucket(campaign_id, b) for b in range(keys.STATE_BUCKETS)]
+        record_keys = [keys.record_bucket(campaign_id, b) for b in range(keys.STATE_BUCKETS)]
+        call_keys = campaign_keys(campaign_id)
+        call_keys += [keys.batch(campaign_id, b) for b in batch_ids]
+        call_keys += contact_keys + record_keys
+        argv = ["1" if dry_run else "0", str(len(batch_ids))]
+        argv += [str(len(contact_keys)), str(len(record_keys)), *batch_ids]
+        out = await self.run_script(RECOUNT, call_keys, argv)
+        if int(out[0]) == 1:
+            return None
+        return [str(item) for item in out[1:]]
 
     # -- tokens --------------------------------------------------------------------------
 

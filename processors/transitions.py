@@ -114,3 +114,19 @@ def batch_counters(state: CampaignState) -> dict[str, dict[str, int]]:
         if contact.status == "retrying":
             counts[f"retry:{contact.retry_count}"] += 1
     return {batch_id: _nonzero(counts) for batch_id, counts in per_batch.items()}
+
+
+def unpack_contact(packed: str) -> ContactState:
+    """A contact's state as stored: `version|status code|retry_count|batch_id`."""
+    from processors.lua import CONTACT_BY_CODE
+
+    version, code, retry, batch_id = packed.split("|", 3)
+    return ContactState(int(version), CONTACT_BY_CODE[code], int(retry), batch_id)
+
+
+def unpack_record(packed: str) -> RecordState:
+    """A call record's state as stored: `version|status code|follow-up flag`."""
+    from processors.lua import CALL_BY_CODE
+
+    version, code, follow_up = packed.split("|")
+    return RecordState(int(version), CALL_BY_CODE[code], follow_up == "1")

@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import OffsetOutOfRangeError
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
@@ -73,6 +74,16 @@ class BatchConsumer(faust_aiokafka.Consumer):
             return
         metrics.BATCH_SIZE.observe(len(flat))
         app = self._dialer
+        for tp, recs in batch.items():
+            processed = self._processed.get(tp)
+            if processed is not None and recs and recs[0].offset < processed:
+                # Within one assignment the position only goes back when the log did
+                # (a wiped broker answers OffsetOutOfRange and we restart at its start).
+                log.warning(
+                    "%s[%d] went back from offset %d to %d; checking its incarnation",
+                    tp.topic, tp.partition, processed, recs[0].offset,
+                )  # fmt: skip
+                app.incarnations.forget({(tp.topic, tp.partition)})
         while True:
             try:
                 await app.processor.process(flat)
@@ -180,13 +191,20 @@ class _Probe:
         consumer = self._consumer
         tp = TopicPartition(topic, partition)
         consumer.assign([tp])
-        end = (await consumer.end_offsets([tp]))[tp]
-        if end <= offset:
-            return None
         consumer.seek(tp, offset)
-        fetched = await consumer.getmany(tp, timeout_ms=5000, max_records=1)
-        records: list[Any] = fetched.get(tp, [])
-        return records[0] if records else None
+        # No ListOffsets here (Tansu 0.6 undercounts it): fetch, and a fetch may start at the
+        # beginning of the record batch holding `offset`. A log that ends before `offset`
+        # answers OffsetOutOfRange, or nothing.
+        deadline = asyncio.get_running_loop().time() + 3
+        try:
+            while asyncio.get_running_loop().time() < deadline:
+                fetched = await consumer.getmany(tp, timeout_ms=500, max_records=500)
+                for record in fetched.get(tp, []):
+                    if record.offset >= offset:
+                        return cast(Record, record)
+        except OffsetOutOfRangeError:
+            return None
+        return None
 
     async def close(self) -> None:
         if self._consumer is not None:

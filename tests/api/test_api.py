@@ -233,3 +233,23 @@ def test_api_never_imports_faust() -> None:
     code = "import sys, api.main; api.main.create_app(); print('faust' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+async def test_reconciliation_report_route(client: httpx.AsyncClient, seeded: Any) -> None:
+    """The last report is served to the owner only; before any run it is a clear 404."""
+    from processors import keys
+
+    store, _ = seeded
+    headers = await auth(store, "org_0")
+    missing = await client.get("/api/v1/campaigns/cmp_0/reconciliation", headers=headers)
+    assert missing.status_code == 404
+    assert "No reconciliation report" in missing.json()["detail"]
+    await store.client.set(
+        keys.reconciliation("cmp_0"), json.dumps({"campaign_id": "cmp_0", "drift": 3})
+    )
+    found = await client.get("/api/v1/campaigns/cmp_0/reconciliation", headers=headers)
+    assert found.status_code == 200 and found.json()["drift"] == 3
+    other = await client.get(
+        "/api/v1/campaigns/cmp_0/reconciliation", headers=await auth(store, "org_1")
+    )
+    assert other.status_code == 404 and other.json() == {"detail": "Campaign not found"}

@@ -167,3 +167,13 @@ async def test_every_key_of_a_campaign_shares_one_hash_tag(store: Store) -> None
     assert campaign_keys
     assert all(k.startswith("ds:{cmp_0}:") for k in campaign_keys)
     assert keys.stats("cmp_0") in campaign_keys
+
+
+def stats_of(client: Any, expected: Expected) -> bool:
+    """Whether a synchronous Redis client's counters equal the oracle for every campaign."""
+    from processors.views import stats_view
+
+    return all(
+        stats_view(campaign, client.hgetall(keys.stats(campaign))) == expected.stats(campaign)
+        for campaign in expected.campaigns
+    )

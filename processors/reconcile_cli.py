@@ -1,0 +1,155 @@
+"""`dialer-stats reconcile`: one run or a schedule, one reconciler at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from contextlib import suppress
+
+from redis.exceptions import LockError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
+from rich.table import Table
+
+from processors import keys, metrics
+from processors.reconcile import Reconciler, Report
+from processors.settings import Settings
+from processors.source import KafkaLogSource
+from processors.store import Store, connect
+
+LOCK_KEY = f"{keys.PREFIX}:reconcile:lock"
+
+
+class AlreadyRunning(Exception):
+    """Another reconciler holds the lock."""
+
+
+async def reconcile_once(
+    settings: Settings, *, campaign: str | None, dry_run: bool, console: Console | None
+) -> Report:
+    """Take the lock, run once, record metrics."""
+    store = Store(connect(settings))
+    lock = store.client.lock(LOCK_KEY, timeout=settings.reconcile_lock_seconds, blocking=False)
+    try:
+        if not await lock.acquire():
+            metrics.RECONCILE_RUNS.labels("skipped").inc()
+            raise AlreadyRunning("another reconciliation is running (lock held)")
+        try:
+            reconciler = Reconciler(
+                store, KafkaLogSource(settings), max_message_bytes=settings.max_message_bytes
+            )
+            with Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                console=console,
+                transient=True,
+                disable=console is None or not console.is_terminal,
+            ) as bar:
+                tasks: dict[str, TaskID] = {}
+
+                def progress(stage: str, done: int, total: int) -> None:
+                    if stage not in tasks:
+                        tasks[stage] = bar.add_task(stage, total=total)
+                    bar.update(tasks[stage], completed=done, total=total)
+
+                report = await reconciler.run(campaign=campaign, dry_run=dry_run, progress=progress)
+        finally:
+            with suppress(LockError):
+                await lock.release()
+    except AlreadyRunning:
+        raise
+    except Exception:
+        metrics.RECONCILE_RUNS.labels("failed").inc()
+        raise
+    finally:
+        await store.close()
+    drift = sum(c.drift for c in report.campaigns)
+    metrics.RECONCILE_RUNS.labels("dry_run" if dry_run else "repaired").inc()
+    metrics.RECONCILE_DRIFT.inc(drift)
+    if not dry_run:
+        metrics.RECONCILE_FIXED.inc(drift)
+    return report
+
+
+def render(report: Report, console: Console) -> None:
+    """The human report."""
+    totals = report.totals()
+    summary = Table(
+        title="Reconciliation" + (" (dry run: nothing written)" if report.dry_run else "")
+    )
+    for column in (
+        "campaign",
+        "organization",
+        "missing",
+        "stale",
+        "extra",
+        "fields",
+        "recount",
+        "s",
+    ):
+        summary.add_column(
+            column, justify="left" if column in ("campaign", "organization") else "right"
+        )
+    for c in report.campaigns:
+        extra = f"{c.entities_extra}{' (deferred)' if c.extra_deferred else ''}"
+        summary.add_row(
+            c.campaign_id, c.organization_id or "-", str(c.entities_missing),
+            str(c.entities_stale), extra, str(len(c.fields)), str(c.recount_fixes),
+            f"{c.duration_seconds:.2f}",
+        )  # fmt: skip
+    console.print(summary)
+    drifted = [(c.campaign_id, d) for c in report.campaigns for d in c.fields]
+    if drifted:
+        table = Table(title="Fields that differed")
+        for column in ("campaign", "scope", "field", "expected", "found", "corrected"):
+            table.add_column(column)
+        for campaign_id, d in drifted[:200]:
+            corrected = "-" if report.dry_run else str(d.corrected)
+            table.add_row(campaign_id, d.scope, d.field, str(d.expected), str(d.found), corrected)
+        if len(drifted) > 200:
+            table.caption = f"{len(drifted) - 200} more; use --json for all"
+        console.print(table)
+    console.print(
+        f"{totals['campaigns']} campaigns, {totals['campaigns_with_drift']} with drift, "
+        f"{report.events_read} events read ({report.invalid_skipped} invalid skipped) "
+        f"in {report.duration_seconds:.2f} s"
+    )
+
+
+def run(
+    settings: Settings,
+    *,
+    campaign: str | None,
+    dry_run: bool,
+    as_json: bool,
+    every: float | None,
+) -> int:
+    """The command: exit code 0, or 1 when another run holds the lock (single run)."""
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)  # piped: do not squeeze the tables into 80 columns
+    err = Console(stderr=True)
+    if every and settings.reconcile_metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.reconcile_metrics_port)
+    while True:
+        started = time.monotonic()
+        try:
+            report = asyncio.run(
+                reconcile_once(settings, campaign=campaign, dry_run=dry_run, console=err)
+            )
+        except AlreadyRunning as exc:
+            err.print(f"skipped: {exc}")
+            if not every:
+                return 1
+        else:
+            if as_json:
+                print(json.dumps(report.to_dict()), flush=True)
+            else:
+                render(report, console)
+        if not every:
+            return 0
+        time.sleep(max(every - (time.monotonic() - started), 0))
