@@ -2,15 +2,18 @@
 
 A dev broker with memory storage restarts empty, at offset 0, so offsets alone cannot tell
 a replay from new data. Each partition has an epoch in Redis, part of every fence value,
-and a marker: the last offset applied and a fingerprint of the record there. On first use
-after an assignment the worker reads the record at that offset again; if the log ends
-before it or holds another record, the log was wiped or recreated and a new epoch starts,
-so old fences no longer skip anything. (Versions keep the counters exact either way: the
-fence decides whether a re-read is counted as a replay or re-checked event by event.)
+and a marker: the offset and fingerprint of the first record of the log. Whenever the
+worker (re)gains a partition, or sees its position go back, it reads the first record
+again; if the log is empty or starts with another record, the log was wiped or recreated
+and a new epoch starts, so the old fences no longer skip anything. (Versions keep the
+counters exact either way: the fence decides whether a re-read counts as a replay or is
+re-checked event by event. Retention moving the log start also starts a new epoch; that
+costs re-checks, not exactness.)
 """
 
 from __future__ import annotations
 
+import logging
 import zlib
 from collections.abc import Awaitable, Callable
 
@@ -18,56 +21,56 @@ from processors import metrics
 from processors.pipeline import Record
 from processors.store import Store
 
-#: Reads the record at (topic, partition, offset); None when the log ends before it.
-Probe = Callable[[str, int, int], Awaitable[Record | None]]
+log = logging.getLogger(__name__)
+
+#: Reads the first record of (topic, partition); None when the log is empty.
+Probe = Callable[[str, int], Awaitable[Record | None]]
 
 
-def fingerprint(record: Record, timestamp: int | None) -> str:
+def fingerprint(record: Record) -> str:
     """Identifies one record of one incarnation (producer timestamps differ across runs)."""
     digest = zlib.crc32(record.key or b"")
     digest = zlib.crc32(record.value or b"", digest)
-    return f"{digest:08x}:{timestamp or 0}"
+    return f"{record.offset}:{digest:08x}:{getattr(record, 'timestamp', None) or 0}"
 
 
 class Incarnations:
-    """Epochs of the partitions this worker reads, checked once per assignment."""
+    """Epochs of the partitions this worker reads, checked on every (re)assignment."""
 
     def __init__(self, store: Store, probe: Probe) -> None:
         self.store = store
         self.probe = probe
         self._epochs: dict[tuple[str, int], int] = {}
+        self._unmarked: set[tuple[str, int]] = set()
         self._marks: dict[tuple[str, int], dict[str, str]] = {}
 
     async def epoch(self, topic: str, partition: int) -> int:
-        """The current epoch of a partition, detecting a regressed log on first use."""
+        """The current epoch of a partition, detecting a wiped or recreated log."""
         tp = (topic, partition)
         known = self._epochs.get(tp)
         if known is not None:
             return known
         marker = await self.store.log_marker(topic, partition)
         epoch = int(marker.get("epoch", 0))
-        if epoch == 0 or not await self._same_log(topic, partition, marker):
+        first = await self.probe(topic, partition)
+        seen = fingerprint(first) if first is not None else None
+        if epoch == 0 or ("first" in marker and marker["first"] != seen):
             epoch = await self.store.new_epoch(topic, partition)
             metrics.EPOCHS.inc()
+            log.info("%s[%d]: new log incarnation, epoch %d", topic, partition, epoch)
+        if seen is None:
+            self._unmarked.add(tp)
+        elif marker.get("first") != seen:
+            await self.store.set_log_markers({tp: {"first": seen}})
         self._epochs[tp] = epoch
         return epoch
 
-    async def _same_log(self, topic: str, partition: int, marker: dict[str, str]) -> bool:
-        if "offset" not in marker:
-            return True
-        record = await self.probe(topic, partition, int(marker["offset"]))
-        if record is None or record.offset != int(marker["offset"]):
-            # The log ends before the marker, or (compaction) no longer holds that record:
-            # when in doubt start a new epoch -- versions keep the counters exact anyway.
-            return False
-        return fingerprint(record, getattr(record, "timestamp", None)) == marker["fingerprint"]
-
     def note(self, record: Record) -> None:
-        """Remember the last record applied from a partition (flushed by `flush`)."""
-        self._marks[(record.topic, record.partition)] = {
-            "offset": str(record.offset),
-            "fingerprint": fingerprint(record, getattr(record, "timestamp", None)),
-        }
+        """A partition that was empty at the check gets its first record remembered."""
+        tp = (record.topic, record.partition)
+        if tp in self._unmarked and record.offset == 0:
+            self._unmarked.discard(tp)
+            self._marks[tp] = {"first": fingerprint(record)}
 
     async def flush(self) -> None:
         """Store the markers noted since the last flush."""
@@ -75,7 +78,8 @@ class Incarnations:
         await self.store.set_log_markers(marks)
 
     def forget(self, tps: set[tuple[str, int]]) -> None:
-        """Partitions revoked: check them again when they come back."""
+        """Check these partitions again on their next batch."""
         for tp in tps:
             self._epochs.pop(tp, None)
             self._marks.pop(tp, None)
+            self._unmarked.discard(tp)

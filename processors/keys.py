@@ -92,5 +92,5 @@ def org_campaigns(organization_id: str) -> str:
 
 
 def log_marker(topic: str, partition: int) -> str:
-    """Hash: incarnation epoch of a topic partition and the last offset seen in it."""
+    """Hash: incarnation epoch of a topic partition and its first record's fingerprint."""
     return f"{PREFIX}:log:{topic}:{partition}"

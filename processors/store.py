@@ -224,7 +224,7 @@ class Store:
     # -- partition incarnations ----------------------------------------------------------
 
     async def log_marker(self, topic: str, partition: int) -> dict[str, str]:
-        """The stored epoch, last seen offset and fingerprint of one topic partition."""
+        """The stored epoch and first-record fingerprint of one topic partition."""
         return cast(dict[str, str], await self.client.hgetall(keys.log_marker(topic, partition)))
 
     async def set_log_markers(self, markers: dict[tuple[str, int], dict[str, str]]) -> None:
@@ -240,5 +240,5 @@ class Store:
         """Start a new incarnation of a partition: fences of the old one stop applying."""
         key = keys.log_marker(topic, partition)
         epoch = int(await self.client.hincrby(key, "epoch", 1))
-        await self.client.hdel(key, "offset", "fingerprint")
+        await self.client.hdel(key, "first")
         return epoch

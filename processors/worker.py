@@ -15,7 +15,6 @@ from typing import Any, ClassVar, cast
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import OffsetOutOfRangeError
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
@@ -98,7 +97,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 if self.should_stop:
                     return
         for recs in batch.values():
-            app.incarnations.note(recs[-1])
+            app.incarnations.note(recs[0])
         await app.incarnations.flush()
         if self.app.consumer_generation_id != generation:
             return  # partitions moved meanwhile: let the new owner commit
@@ -159,7 +158,7 @@ def create_app(settings: Settings) -> DialerApp:
         await app.producer.send_and_wait(dead_letter_topic, key, value, None, None, headers)
 
     app.store, app.probe = store, probe
-    app.incarnations = Incarnations(store, probe.read)
+    app.incarnations = Incarnations(store, probe.first)
     app.processor = BatchProcessor(
         store,
         send_dead_letter,
@@ -174,36 +173,35 @@ def create_app(settings: Settings) -> DialerApp:
 
 
 class _Probe:
-    """Reads single records by offset with a group-less consumer (incarnation checks)."""
+    """Reads the first record of a partition with a group-less consumer."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._consumer: AIOKafkaConsumer | None = None
 
-    async def read(self, topic: str, partition: int, offset: int) -> Record | None:
+    async def first(self, topic: str, partition: int) -> Record | None:
         if self._consumer is None:
             self._consumer = AIOKafkaConsumer(
                 bootstrap_servers=self.settings.kafka_bootstrap_servers,
                 enable_auto_commit=False,
-                auto_offset_reset="none",
+                auto_offset_reset="earliest",
             )
             await self._consumer.start()
         consumer = self._consumer
         tp = TopicPartition(topic, partition)
         consumer.assign([tp])
-        consumer.seek(tp, offset)
-        # No ListOffsets here (Tansu 0.6 undercounts it): fetch, and a fetch may start at the
-        # beginning of the record batch holding `offset`. A log that ends before `offset`
-        # answers OffsetOutOfRange, or nothing.
-        deadline = asyncio.get_running_loop().time() + 3
-        try:
-            while asyncio.get_running_loop().time() < deadline:
-                fetched = await consumer.getmany(tp, timeout_ms=500, max_records=500)
-                for record in fetched.get(tp, []):
-                    if record.offset >= offset:
-                        return cast(Record, record)
-        except OffsetOutOfRangeError:
-            return None
+        await consumer.seek_to_beginning(tp)
+        start = await consumer.position(tp)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while loop.time() < deadline:
+            fetched = await consumer.getmany(tp, timeout_ms=300, max_records=1)
+            records = fetched.get(tp, [])
+            if records:
+                return cast(Record, records[0])
+            highwater = consumer.highwater(tp)
+            if highwater is not None and highwater <= start:
+                return None  # empty log
         return None
 
     async def close(self) -> None:
