@@ -13,7 +13,7 @@ from typing import Final
 PREFIX: Final = "ds"
 # Entity state lives in hashes of about 64 fields at 1M entities per campaign, small enough
 # for Redis's compact listpack encoding (hash-max-listpack-entries defaults to 128).
-STATE_BUCKETS: Final = 16384
+STATE_BUCKETS: Final = 16384  # a power of two
 
 
 def _tag(campaign_id: str) -> str:
@@ -22,7 +22,7 @@ def _tag(campaign_id: str) -> str:
 
 def bucket(entity_id: str) -> int:
     """The state bucket an entity's packed state lives in."""
-    return zlib.crc32(entity_id.encode()) % STATE_BUCKETS
+    return zlib.crc32(entity_id.encode()) & (STATE_BUCKETS - 1)
 
 
 def stats(campaign_id: str) -> str:

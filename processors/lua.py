@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Final
 
 from processors import keys
-from processors.events import BATCH_STATUSES, CALL_STATUSES, CONTACT_STATUSES
+from processors.contract import BATCH_STATUSES, CALL_STATUSES, CONTACT_STATUSES
 
 #: One-letter codes that pack entity state compactly; position in the status tuple.
 CONTACT_CODES: Final = {s: chr(ord("a") + i) for i, s in enumerate(CONTACT_STATUSES)}
@@ -22,7 +22,11 @@ CALL_BY_CODE: Final = {c: s for s, c in CALL_CODES.items()}
 #: Fixed KEYS prefix of every script; entity keys follow from index FIRST_ENTITY_KEY (1-based).
 FIXED_KEYS: Final = 3 + len(BATCH_STATUSES)
 FIRST_ENTITY_KEY: Final = FIXED_KEYS + 1
-FIELDS_PER_EVENT: Final = 12
+FIELDS_PER_EVENT: Final = 13
+
+#: Separators of the APPLY_SLICE payload (ids and statuses never contain them).
+EVENT_SEP: Final = "\x1e"
+FIELD_SEP: Final = "\x1f"
 
 #: Outcome codes returned per event by APPLY_SLICE.
 APPLIED, REPLAYED, STALE, TENANT_MISMATCH, BATCH_MISMATCH = range(5)
@@ -45,6 +49,7 @@ _BATCH_INDEX_SLOTS = "{" + ", ".join(f"{s}={4 + i}" for i, s in enumerate(BATCH_
 _PRELUDE: Final = (
     """
 local STATS, FENCE, BIDX = KEYS[1], KEYS[2], KEYS[3]
+local unpack = unpack or table.unpack
 local BIDX_BY_STATUS = """
     + _BATCH_INDEX_SLOTS
     + """
@@ -55,8 +60,27 @@ local CALL = """
     + _lua_table(CALL_BY_CODE)
     + """
 
+-- Counter deltas are summed per (key, field) and written once by flush_bumps(): a slice
+-- of many events touches the same few counters. Counters are never read by the scripts.
+local pending, pending_keys = {}, {}
 local function bump(key, field, by)
-  if redis.call('HINCRBY', key, field, by) == 0 then redis.call('HDEL', key, field) end
+  local fields = pending[key]
+  if not fields then
+    fields = {}
+    pending[key] = fields
+    pending_keys[#pending_keys + 1] = key
+  end
+  fields[field] = (fields[field] or 0) + by
+end
+
+local function flush_bumps()
+  for _, key in ipairs(pending_keys) do
+    for field, by in pairs(pending[key]) do
+      if by ~= 0 and redis.call('HINCRBY', key, field, by) == 0 then
+        redis.call('HDEL', key, field)
+      end
+    end
+  end
 end
 
 local function contact_delta(bkey, code, retry, by)
@@ -84,27 +108,29 @@ end
 """
 )
 
-# APPLY_SLICE: apply the events of one campaign read from one topic partition, atomically.
+# APPLY_SLICE: apply the events of one campaign from one fetched batch, atomically.
 #
 # KEYS        campaign_keys(campaign), then entity keys (batch hashes, state buckets)
-# ARGV[1]     fence field (topic:partition); '' = repair mode: no fence, no tallies
-# ARGV[2]     log epoch of that partition
-# ARGV[3..]   FIELDS_PER_EVENT values per event, in offset order:
-#             kind (b|c|r), offset, organization_id, version, entity id,
-#             state key index, batch key index (contacts), status code or name,
-#             number (total_contacts | retry_count | follow-up flag),
-#             extra (batch: created_at ISO or ''; contact: batch_id; record: ''),
-#             score (batch: created_at ms; others ''), occurred_at ms
+# ARGV[1]     F, the number of partitions the events come from; 0 = repair mode (no
+#             fence, no tallies: entity states re-applied by reconciliation)
+# ARGV[2..]   F fence fields (topic:partition), then their F log epochs
+# ARGV[2+2F]  the events, separated by RS (\30); each is FIELDS_PER_EVENT fields separated
+#             by US (\31), in offset order per partition:
+#             fence number (1..F, 0 in repair mode), offset, organization_id, version,
+#             kind (b|c|r), entity id, state key index, batch key index (contacts),
+#             status code or name, number (total_contacts | retry_count | follow-up flag),
+#             extra (batch: created_at ISO; contact: batch_id), score (batch: created_at
+#             ms), occurred_at ms
 # Returns     one outcome code per event: 0 applied, 1 replayed (at or below the fence),
 #             2 stale or duplicate version, 3 tenant mismatch, 4 contact named another batch.
 APPLY_SLICE: Final = (
     _PRELUDE
     + """
-local N = """
-    + str(FIELDS_PER_EVENT)
-    + """
-local fence_field, epoch = ARGV[1], ARGV[2]
-local repair = fence_field == ''
+local nf = tonumber(ARGV[1])
+local repair = nf == 0
+local EVENT = '^' .. string.rep('([^\\31]*)\\31', """
+    + str(FIELDS_PER_EVENT - 1)
+    + """) .. '([^\\31]*)$'
 
 local function ensure_batch(bkey, batch_id)
   if redis.call('HSETNX', bkey, 's', 'pending') == 1 then
@@ -159,33 +185,39 @@ local function apply_record(skey, execution_id, ver, ver_s, code, follow_up)
   return 0
 end
 
-local fence_offset = -1
-if not repair then
-  local stored = redis.call('HGET', FENCE, fence_field)
-  if stored then
-    local e, o = string.match(stored, '^(.*):(%-?%d+)$')
-    if e == epoch then fence_offset = tonumber(o) end
+-- fences: per partition the epoch and the last applied offset of this campaign
+local fence_field, fence_epoch, fence_at, fence_max = {}, {}, {}, {}
+for i = 1, nf do
+  fence_field[i], fence_epoch[i] = ARGV[1 + i], ARGV[1 + nf + i]
+  fence_at[i] = -1
+end
+if nf > 0 then
+  local stored = redis.call('HMGET', FENCE, unpack(fence_field))
+  for i = 1, nf do
+    if stored[i] then
+      local e, o = string.match(stored[i], '^(.*):(%-?%d+)$')
+      if e == fence_epoch[i] then fence_at[i] = tonumber(o) end
+    end
+    fence_max[i] = fence_at[i]
   end
 end
-local max_offset = fence_offset
+
 local org = redis.call('HGET', STATS, 'org')
 local out = {}
 local tally = {0, 0, 0, 0, 0}
 local last_event_ms = 0
+local n = 0
 
-for i = 0, (#ARGV - 2) / N - 1 do
-  local a = 2 + i * N
-  local kind, offset, event_org = ARGV[a + 1], tonumber(ARGV[a + 2]), ARGV[a + 3]
-  local ver_s, id = ARGV[a + 4], ARGV[a + 5]
-  local ver = tonumber(ver_s)
-  local skey, bkey = KEYS[tonumber(ARGV[a + 6])], KEYS[tonumber(ARGV[a + 7])]
-  local status, num, extra, score = ARGV[a + 8], ARGV[a + 9], ARGV[a + 10], ARGV[a + 11]
-  local occurred_ms = tonumber(ARGV[a + 12])
+for rec in string.gmatch(ARGV[2 + 2 * nf], '[^\\30]+') do
+  n = n + 1
+  local fence, offset_s, event_org, ver_s, kind, id, skey, bkey, status, num, extra, score,
+    occurred_s = string.match(rec, EVENT)
+  local f, offset, ver = tonumber(fence), tonumber(offset_s), tonumber(ver_s)
   local code
-  if offset <= fence_offset then
+  if f > 0 and offset <= fence_at[f] then
     code = 1
   else
-    if offset > max_offset then max_offset = offset end
+    if f > 0 and offset > fence_max[f] then fence_max[f] = offset end
     if not org then
       org = event_org
       redis.call('HSET', STATS, 'org', org)
@@ -193,21 +225,27 @@ for i = 0, (#ARGV - 2) / N - 1 do
     if event_org ~= org then
       code = 3
     elseif kind == 'b' then
-      code = apply_batch(skey, id, ver, ver_s, status, num, extra, score)
+      code = apply_batch(KEYS[tonumber(skey)], id, ver, ver_s, status, num, extra, score)
     elseif kind == 'c' then
-      code = apply_contact(skey, bkey, id, ver, ver_s, status, num, extra)
+      code = apply_contact(KEYS[tonumber(skey)], KEYS[tonumber(bkey)], id, ver, ver_s, status,
+        num, extra)
     else
-      code = apply_record(skey, id, ver, ver_s, status, num)
+      code = apply_record(KEYS[tonumber(skey)], id, ver, ver_s, status, num)
     end
+    local occurred_ms = tonumber(occurred_s)
     if code == 0 and occurred_ms > last_event_ms then last_event_ms = occurred_ms end
   end
   tally[code + 1] = tally[code + 1] + 1
-  out[i + 1] = code
+  out[n] = code
 end
 
+flush_bumps()
 if not repair then
-  if max_offset > fence_offset then
-    redis.call('HSET', FENCE, fence_field, epoch .. ':' .. string.format('%d', max_offset))
+  for i = 1, nf do
+    if fence_max[i] > fence_at[i] then
+      redis.call('HSET', FENCE, fence_field[i],
+        fence_epoch[i] .. ':' .. string.format('%d', fence_max[i]))
+    end
   end
   local names = {'applied', 'replayed', 'stale', 'tenant_mismatch', 'batch_mismatch'}
   for k = 1, 5 do
@@ -282,6 +320,7 @@ for i = 2 + 2 * p, #ARGV, 3 do
     end
   end
 end
+flush_bumps()
 if removed > 0 then redis.call('HINCRBY', STATS, 'rev', 1) end
 return removed
 """

@@ -9,15 +9,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from processors import metrics
+from processors.contract import Rejection
 from processors.deadletter import Source, dead_letter
-from processors.events import Event, Rejection, parse
+from processors.events import Event, parse
 from processors.lua import APPLIED, BATCH_MISMATCH, REPLAYED, STALE, TENANT_MISMATCH
-from processors.slices import group
+from processors.slices import Slice, encode, group
 from processors.store import Store
 
 
@@ -49,9 +50,14 @@ _OUTCOMES = {APPLIED: "applied", REPLAYED: "replayed", STALE: "stale"}
 
 
 @dataclass(frozen=True, slots=True)
-class _Item:
-    record: Record
-    event: Event
+class Prepared:
+    """A validated, grouped and encoded batch, ready to apply."""
+
+    records: Sequence[Record]
+    slices: list[Slice]
+    calls: list[tuple[list[str], list[str]]]
+    rejected: list[tuple[Record, Rejection]]
+    seconds: float
 
 
 class BatchProcessor:
@@ -69,41 +75,59 @@ class BatchProcessor:
         self.send_dead_letter = send_dead_letter
         self.epoch_of = epoch_of
         self.max_message_bytes = max_message_bytes
+        self._registered: set[str] = set()
 
-    async def process(self, records: Iterable[Record]) -> Counter[str]:
-        """Apply a batch; returns how many records ended in each outcome."""
+    async def process(self, records: Sequence[Record]) -> Counter[str]:
+        """Validate and apply a batch; how many records ended in each outcome."""
+        return await self.apply(await self.prepare(records))
+
+    async def prepare(self, records: Sequence[Record]) -> Prepared:
+        """The CPU half: validate, group by campaign, encode the script calls."""
         started = time.perf_counter()
-        tally: Counter[str] = Counter()
         valid: list[tuple[str, int, int, Event]] = []
         rejected: list[tuple[Record, Rejection]] = []
-        by_offset: dict[tuple[str, int, int], Record] = {}
+        max_bytes = self.max_message_bytes
         for record in records:
-            outcome = parse(record.value, max_bytes=self.max_message_bytes)
+            outcome = parse(record.value, max_bytes=max_bytes)
             if isinstance(outcome, Rejection):
                 rejected.append((record, outcome))
             else:
                 valid.append((record.topic, record.partition, record.offset, outcome))
-                by_offset[(record.topic, record.partition, record.offset)] = record
         slices = group(valid)
-        epochs = [await self.epoch_of(part.topic, part.partition) for part in slices]
-        results = await self.store.apply(list(zip(slices, epochs, strict=True)))
+        epochs = {
+            (topic, partition): await self.epoch_of(topic, partition)
+            for topic, partition in {(t, p) for t, p, _, _ in valid}
+        }
+        calls = [encode(part, epochs) for part in slices]
+        return Prepared(records, slices, calls, rejected, time.perf_counter() - started)
+
+    async def apply(self, prepared: Prepared) -> Counter[str]:
+        """The I/O half: one script call per slice, dead letters, tallies."""
+        started = time.perf_counter()
+        tally: Counter[str] = Counter()
+        rejected = list(prepared.rejected)
+        results = await self.store.apply_calls(prepared.calls)
         owners: dict[str, str] = {}
-        for part, codes in zip(slices, results, strict=True):
-            for (offset, event), code in zip(part.items, codes, strict=True):
+        late: list[tuple[tuple[str, int, int], Rejection]] = []
+        for part, codes in zip(prepared.slices, results, strict=True):
+            for (topic, partition, offset, event), code in zip(part.items, codes, strict=True):
                 if code in _LUA_REJECTIONS:
-                    rejected.append(
-                        (by_offset[(part.topic, part.partition, offset)], _LUA_REJECTIONS[code])
-                    )
+                    late.append(((topic, partition, offset), _LUA_REJECTIONS[code]))
                     continue
                 tally[_OUTCOMES[code]] += 1
-                if code == APPLIED:
+                if code == APPLIED and event.campaign_id not in self._registered:
                     owners[event.campaign_id] = event.organization_id
-        await self.store.register_campaigns(owners)
+        if late:
+            by_offset = {(r.topic, r.partition, r.offset): r for r in prepared.records}
+            rejected += [(by_offset[where], rejection) for where, rejection in late]
+        if owners:
+            await self.store.register_campaigns(owners)
+            self._registered.update(owners)
         await self._dead_letter(rejected)
         tally["dead_lettered"] += len(rejected)
         for name, count in tally.items():
             metrics.EVENTS.labels(name).inc(count)
-        metrics.APPLY_SECONDS.observe(time.perf_counter() - started)
+        metrics.APPLY_SECONDS.observe(prepared.seconds + time.perf_counter() - started)
         return tally
 
     async def _dead_letter(self, rejected: Sequence[tuple[Record, Rejection]]) -> None:

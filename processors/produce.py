@@ -9,13 +9,8 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
 
-from processors.events import (
-    BatchUpserted,
-    ContactStatusChanged,
-    Event,
-    Rejection,
-    parse,
-)
+from processors.contract import Rejection
+from processors.events import BatchUpserted, ContactStatusChanged, Event, parse
 from processors.settings import Settings
 
 _ENTITY_FIELDS = {

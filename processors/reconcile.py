@@ -23,7 +23,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from processors import keys
-from processors.events import Rejection, parse
+from processors.contract import Rejection
+from processors.events import parse
 from processors.source import Source
 from processors.store import Store
 from processors.transitions import (
@@ -319,7 +320,7 @@ class Reconciler:
         for chunk in _chunks(records, REPAIR_CHUNK):
             calls.append(encode_repair(campaign_id, org, records=chunk))
         conflicts = 0
-        for codes in await self.store.apply_calls([c for c in calls if len(c[1]) > 2]):
+        for codes in await self.store.apply_calls([c for c in calls if c[1][-1]]):
             conflicts += sum(1 for code in codes if code == TENANT_MISMATCH)
         return conflicts
 

@@ -66,8 +66,10 @@ class Simulation:
         messy_rate: float = 0.1,
         prefix: str = "",
         start: datetime | None = None,
+        new_batch_rate: float = 0.01,
     ) -> None:
         self.rng = random.Random(seed)
+        self.new_batch_rate = new_batch_rate
         self.batch_size = batch_size
         self.duplicate_rate = duplicate_rate
         self.reorder_rate = reorder_rate
@@ -219,9 +221,9 @@ class Simulation:
         self._pending_batch_events: list[Event] = []
         while True:
             roll = self.rng.random()
-            if not self._active or roll < 0.01:
+            if not self._active or roll < self.new_batch_rate:
                 yield from self._new_batch()
-            elif roll < 0.0104:
+            elif roll < self.new_batch_rate + 0.0004:
                 running = [
                     b for c in self.campaigns for b in c.batches if b.status == "in_progress"
                 ]

@@ -1,127 +1,130 @@
-"""Group validated events into per-campaign slices and encode them for APPLY_SLICE (pure)."""
+"""Group validated events into per-campaign slices and encode them for APPLY_SLICE (pure).
+
+A slice is every event of one campaign in one fetched batch, from any partition: one
+script call applies it. Events travel as one string (fields separated by US, events by
+RS), which keeps the command small to pack and cheap to split in Lua.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import TYPE_CHECKING
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
 from processors import keys
-from processors.events import BatchUpserted, ContactStatusChanged, Event
-from processors.lua import CALL_CODES, CONTACT_CODES, FIELDS_PER_EVENT, campaign_keys
+from processors.events import BatchUpserted, CallRecordCompleted, ContactStatusChanged, Event
+from processors.lua import CALL_CODES, CONTACT_CODES, EVENT_SEP, FIELD_SEP, campaign_keys
 
 if TYPE_CHECKING:
     from processors.transitions import BatchState, ContactState, RecordState
 
+TopicPartition = tuple[str, int]
+
 
 @dataclass(slots=True)
 class Slice:
-    """The events of one campaign read from one topic partition, in offset order."""
+    """The events of one campaign in one fetched batch, in offset order per partition."""
 
     campaign_id: str
-    topic: str
-    partition: int
-    items: list[tuple[int, Event]] = field(default_factory=list)
-
-    @property
-    def fence_field(self) -> str:
-        """The field of the campaign's fence hash that tracks this partition."""
-        return f"{self.topic}:{self.partition}"
+    items: list[tuple[str, int, int, Event]] = field(default_factory=list)
 
 
 def group(events: Iterable[tuple[str, int, int, Event]]) -> list[Slice]:
-    """Split `(topic, partition, offset, event)` tuples into slices, keeping offset order."""
-    slices: dict[tuple[str, str, int], Slice] = {}
-    for topic, partition, offset, event in events:
-        key = (event.campaign_id, topic, partition)
-        current = slices.get(key)
+    """Split `(topic, partition, offset, event)` tuples into one slice per campaign."""
+    slices: dict[str, Slice] = {}
+    for item in events:
+        campaign_id = item[3].campaign_id
+        current = slices.get(campaign_id)
         if current is None:
-            current = slices[key] = Slice(event.campaign_id, topic, partition)
-        current.items.append((offset, event))
+            current = slices[campaign_id] = Slice(campaign_id)
+        current.items.append(item)
     for current in slices.values():
-        current.items.sort(key=lambda item: item[0])
+        current.items.sort(key=lambda item: item[:3])
     return list(slices.values())
 
 
 def epoch_ms(moment: datetime) -> int:
-    """Milliseconds since the Unix epoch."""
+    """Milliseconds since the Unix epoch (a naive time is taken as UTC)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
     return int(moment.timestamp() * 1000)
 
 
 def iso(moment: datetime) -> str:
-    """ISO-8601 in UTC with a `Z`."""
-    return moment.isoformat().replace("+00:00", "Z")
+    """ISO-8601 in UTC with a `Z` (a naive time is taken as UTC)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+# Key names are cached: a worker sees the same campaigns and buckets over and over.
+_contact_bucket = lru_cache(maxsize=1 << 17)(keys.contact_bucket)
+_record_bucket = lru_cache(maxsize=1 << 17)(keys.record_bucket)
+_batch_key = lru_cache(maxsize=1 << 16)(keys.batch)
+_bucket = keys.bucket
+US = FIELD_SEP
 
 
 class _Call:
     """KEYS and ARGV of one APPLY_SLICE call under construction."""
 
-    def __init__(self, campaign_id: str, fence_field: str, epoch: int) -> None:
+    def __init__(self, campaign_id: str, fences: list[tuple[str, int]]) -> None:
         self.campaign_id = campaign_id
         self.keys = campaign_keys(campaign_id)
-        self.argv = [fence_field, str(epoch)]
-        self._index: dict[str, int] = {}
+        self.fences = fences
+        self.events: list[str] = []
+        self._index: dict[str, str] = {}
 
     def slot(self, key: str) -> str:
         position = self._index.get(key)
         if position is None:
             self.keys.append(key)
-            position = self._index[key] = len(self.keys)
-        return str(position)
+            position = self._index[key] = str(len(self.keys))
+        return position
 
-    def batch(
-        self, offset: int, org: str, version: int, batch_id: str, status: str,
-        total: int, created_at: str, created_ms: int | None, occurred: int,
-    ) -> None:  # fmt: skip
-        bkey = self.slot(keys.batch(self.campaign_id, batch_id))
-        score = "+inf" if created_ms is None else str(created_ms)
-        self.argv += ["b", str(offset), org, str(version), batch_id, bkey, "0", status]
-        self.argv += [str(total), created_at, score, str(occurred)]
-
-    def contact(
-        self, offset: int, org: str, version: int, contact_id: str, status: str,
-        retry_count: int, batch_id: str, occurred: int,
-    ) -> None:  # fmt: skip
-        skey = self.slot(keys.contact_state(self.campaign_id, contact_id))
-        bkey = self.slot(keys.batch(self.campaign_id, batch_id))
-        self.argv += ["c", str(offset), org, str(version), contact_id, skey, bkey]
-        self.argv += [CONTACT_CODES[status], str(retry_count), batch_id, "", str(occurred)]
-
-    def record(
-        self, offset: int, org: str, version: int, execution_id: str, status: str,
-        follow_up: bool, occurred: int,
-    ) -> None:  # fmt: skip
-        skey = self.slot(keys.record_state(self.campaign_id, execution_id))
-        self.argv += ["r", str(offset), org, str(version), execution_id, skey, "0"]
-        self.argv += [CALL_CODES[status], "1" if follow_up else "0", "", "", str(occurred)]
+    def add(self, fence: int, offset: int, event: Event) -> None:
+        cid, slot = self.campaign_id, self.slot
+        head = f"{fence}{US}{offset}{US}{event.organization_id}{US}{event.version}{US}"
+        occurred = epoch_ms(event.occurred_at)
+        if isinstance(event, ContactStatusChanged):
+            contact_id, batch_id = event.contact_id, event.batch_id
+            state = slot(_contact_bucket(cid, _bucket(contact_id)))
+            batch = slot(_batch_key(cid, batch_id))
+            code = CONTACT_CODES[event.status]
+            tail = f"c{US}{contact_id}{US}{state}{US}{batch}{US}{code}{US}{event.retry_count}"
+            self.events.append(f"{head}{tail}{US}{batch_id}{US}{US}{occurred}")
+        elif isinstance(event, BatchUpserted):
+            batch = slot(_batch_key(cid, event.batch_id))
+            fields = (
+                "b", event.batch_id, batch, "0", event.status, str(event.total_contacts),
+                iso(event.created_at), str(epoch_ms(event.created_at)), str(occurred),
+            )  # fmt: skip
+            self.events.append(head + US.join(fields))
+        else:
+            execution_id = event.execution_id
+            state = slot(_record_bucket(cid, _bucket(execution_id)))
+            code = CALL_CODES[event.call_status]
+            flag = "1" if event.is_follow_up else "0"
+            tail = f"r{US}{execution_id}{US}{state}{US}0{US}{code}{US}{flag}{US}{US}{US}"
+            self.events.append(f"{head}{tail}{occurred}")
 
     def done(self) -> tuple[list[str], list[str]]:
-        assert (len(self.argv) - 2) % FIELDS_PER_EVENT == 0
-        return self.keys, self.argv
+        argv = [str(len(self.fences))]
+        argv += [name for name, _ in self.fences]
+        argv += [str(epoch) for _, epoch in self.fences]
+        argv.append(EVENT_SEP.join(self.events))
+        return self.keys, argv
 
 
-def encode(part: Slice, epoch: int) -> tuple[list[str], list[str]]:
+def encode(part: Slice, epochs: Mapping[TopicPartition, int]) -> tuple[list[str], list[str]]:
     """KEYS and ARGV of one APPLY_SLICE call (see `lua.APPLY_SLICE`)."""
-    call = _Call(part.campaign_id, part.fence_field, epoch)
-    for offset, event in part.items:
-        org, version = event.organization_id, event.version
-        occurred = epoch_ms(event.occurred_at)
-        if isinstance(event, BatchUpserted):
-            call.batch(
-                offset, org, version, event.batch_id, event.status, event.total_contacts,
-                iso(event.created_at), epoch_ms(event.created_at), occurred,
-            )  # fmt: skip
-        elif isinstance(event, ContactStatusChanged):
-            call.contact(
-                offset, org, version, event.contact_id, event.status, event.retry_count,
-                event.batch_id, occurred,
-            )  # fmt: skip
-        else:
-            call.record(
-                offset, org, version, event.execution_id, event.call_status,
-                event.is_follow_up, occurred,
-            )  # fmt: skip
+    partitions = sorted({(topic, partition) for topic, partition, _, _ in part.items})
+    fence_index = {tp: n for n, tp in enumerate(partitions, start=1)}
+    call = _Call(part.campaign_id, [(f"{t}:{p}", epochs[(t, p)]) for t, p in partitions])
+    for topic, partition, offset, event in part.items:
+        call.add(fence_index[(topic, partition)], offset, event)
     return call.done()
 
 
@@ -132,19 +135,32 @@ def encode_repair(
     contacts: Iterable[tuple[str, ContactState]] = (),
     records: Iterable[tuple[str, RecordState]] = (),
 ) -> tuple[list[str], list[str]]:
-    """An APPLY_SLICE call in repair mode that applies entity states as if re-delivered."""
-    call = _Call(campaign_id, "", 0)
+    """An APPLY_SLICE call in repair mode: entity states applied as if re-delivered."""
+    call = _Call(campaign_id, [])
+    common: dict[str, Any] = {
+        "event_id": "repair",
+        "organization_id": organization_id,
+        "campaign_id": campaign_id,
+        "occurred_at": datetime.fromtimestamp(0, UTC),
+    }
     for batch_id, b in batches:
         if b.version == 0:
-            continue  # known only from contacts: re-applying them recreates it
-        call.batch(
-            0, organization_id, b.version, batch_id, b.status, b.total_contacts or 0,
-            b.created_at or "", b.created_ms, 0,
-        )  # fmt: skip
+            continue  # known only from its contacts: re-applying them recreates it
+        call.add(0, 0, BatchUpserted(
+            **common, version=b.version, batch_id=batch_id,
+            status=b.status, total_contacts=b.total_contacts or 0,
+            created_at=b.created or datetime.fromtimestamp(0, UTC),
+        ))  # fmt: skip
     for contact_id, c in contacts:
-        call.contact(
-            0, organization_id, c.version, contact_id, c.status, c.retry_count, c.batch_id, 0
-        )
+        call.add(0, 0, ContactStatusChanged(
+            **common, version=c.version,
+            batch_id=c.batch_id, contact_id=contact_id, status=c.status,
+            retry_count=c.retry_count, follow_up_count=0,
+        ))  # fmt: skip
     for execution_id, r in records:
-        call.record(0, organization_id, r.version, execution_id, r.status, r.follow_up, 0)
+        call.add(0, 0, CallRecordCompleted(
+            **common, version=r.version, batch_id="",
+            contact_id="", execution_id=execution_id, call_status=r.status,
+            is_follow_up=r.follow_up, retry_index=0,
+        ))  # fmt: skip
     return call.done()

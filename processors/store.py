@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 import redis.asyncio as aioredis
@@ -13,7 +13,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError, RedisError
 
 from processors import StoreUnavailable, keys
-from processors.events import BATCH_STATUSES
+from processors.contract import BATCH_STATUSES
 from processors.lua import APPLY_SLICE, RECOUNT, REMOVE_ENTITIES, campaign_keys
 from processors.settings import Settings
 from processors.slices import Slice, encode
@@ -62,14 +62,16 @@ class Store:
 
     # -- writes --------------------------------------------------------------------------
 
-    async def apply(self, slices: Sequence[tuple[Slice, int]]) -> list[list[int]]:
-        """Apply `(slice, epoch)` pairs, one atomic script call each; outcome codes per event.
+    async def apply(
+        self, slices: Sequence[Slice], epochs: Mapping[tuple[str, int], int]
+    ) -> list[list[int]]:
+        """Apply slices, one atomic script call each; outcome codes per event.
 
         A call is retried only when the script was not loaded (NOSCRIPT): such a call never
         ran. Re-running one that did run would be harmless too -- the fence turns it into
         replays -- but it would not be counted as applied.
         """
-        return await self.apply_calls([encode(part, epoch) for part, epoch in slices])
+        return await self.apply_calls([encode(part, epochs) for part in slices])
 
     async def apply_calls(self, calls: list[tuple[list[str], list[str]]]) -> list[list[int]]:
         """Run encoded APPLY_SLICE calls (one pipeline); outcome codes per event."""

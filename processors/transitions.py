@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from processors.events import BatchUpserted, ContactStatusChanged, Event
 from processors.lua import APPLIED, BATCH_MISMATCH, STALE, TENANT_MISMATCH
-from processors.slices import epoch_ms
+from processors.slices import epoch_ms, iso
 
 
 @dataclass(slots=True)
@@ -35,8 +36,17 @@ class BatchState:
     version: int  # 0: known only from its contacts
     status: str = "pending"
     total_contacts: int | None = None
-    created_at: str | None = None
-    created_ms: int | None = None
+    created: datetime | None = None
+
+    @property
+    def created_at(self) -> str | None:
+        """created_at as the API shows it."""
+        return iso(self.created) if self.created is not None else None
+
+    @property
+    def created_ms(self) -> int | None:
+        """created_at in ms (the batch index score)."""
+        return epoch_ms(self.created) if self.created is not None else None
 
 
 @dataclass(slots=True)
@@ -57,9 +67,8 @@ def apply(state: CampaignState, event: Event) -> int:
         batch = state.batches.get(event.batch_id)
         if batch is not None and event.version <= batch.version:
             return STALE
-        created = event.created_at.isoformat().replace("+00:00", "Z")
         state.batches[event.batch_id] = BatchState(
-            event.version, event.status, event.total_contacts, created, epoch_ms(event.created_at)
+            event.version, event.status, event.total_contacts, event.created_at
         )
         return APPLIED
     if isinstance(event, ContactStatusChanged):

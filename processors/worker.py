@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
+from contextlib import suppress
+from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 
 import faust
@@ -20,7 +22,7 @@ from faust.types import TP
 
 from processors import metrics
 from processors.incarnation import Incarnations
-from processors.pipeline import BatchProcessor, Record
+from processors.pipeline import BatchProcessor, Prepared, Record
 from processors.settings import Settings
 from processors.store import Store, connect
 
@@ -52,30 +54,65 @@ class BatchConsumer(faust_aiokafka.Consumer):
         await super().on_partitions_revoked(revoked)
 
     async def _drain_messages(self, fetcher: Any) -> None:
+        """Fetch, prepare and apply in a pipeline: while Redis applies batch k, batch k+1 is
+        fetched (in the consumer thread) and validated and encoded here."""
         consumer_stopped = self._stopped.is_set
         fetcher_stopped = fetcher._stopped.is_set
-        while not (consumer_stopped() or fetcher_stopped()):
-            records, active = await self._wait_next_records(timeout=1.0)
-            if not records or self.should_stop:
-                continue
-            if not self.flow_active:
-                await self.perform_seek()
-                continue
-            generation = self.app.consumer_generation_id
-            batch: dict[TP, list[Any]] = {
-                tp: recs for tp, recs in records.items() if active is None or tp in active
-            }
-            await self._process(batch, generation)
+        in_flight: _InFlight | None = None
+        fetch = self._fetch()
+        try:
+            while not (consumer_stopped() or fetcher_stopped()):
+                records, active, generation = await fetch
+                fetch = self._fetch()
+                if not records or self.should_stop:
+                    await self._settle(in_flight)
+                    in_flight = None
+                    continue
+                if not self.flow_active or generation != self.app.consumer_generation_id:
+                    # rebalancing: what was fetched belongs to the old assignment
+                    await self._settle(in_flight)
+                    in_flight = None
+                    if not self.flow_active:
+                        await self.perform_seek()
+                    continue
+                batch = {
+                    tp: recs
+                    for tp, recs in records.items()
+                    if recs and (active is None or tp in active)
+                }
+                if not batch:
+                    continue
+                self._check_rewind(batch)
+                prepared = await self._dialer.processor.prepare(
+                    [record for recs in batch.values() for record in recs]
+                )
+                await self._settle(in_flight)
+                in_flight = _InFlight(
+                    asyncio.ensure_future(self._apply(prepared)), batch, generation
+                )
+        finally:
+            fetch.cancel()
+            with suppress(asyncio.CancelledError, Exception):
+                await fetch
+            if in_flight is not None:
+                # finish the batch being applied and mark it, so the final commit has it
+                with suppress(asyncio.CancelledError, Exception):
+                    await asyncio.wait_for(asyncio.shield(self._settle(in_flight)), timeout=10)
 
-    async def _process(self, batch: Mapping[TP, list[Any]], generation: int) -> None:
-        flat: list[Record] = [record for recs in batch.values() for record in recs]
-        if not flat:
-            return
-        metrics.BATCH_SIZE.observe(len(flat))
+    def _fetch(self) -> asyncio.Future[tuple[Any, Any, int]]:
+        generation = self.app.consumer_generation_id
+
+        async def fetch() -> tuple[Any, Any, int]:
+            records, active = await self._wait_next_records(timeout=1.0)
+            return records, active, generation
+
+        return asyncio.ensure_future(fetch())
+
+    def _check_rewind(self, batch: Mapping[TP, list[Any]]) -> None:
         app = self._dialer
         for tp, recs in batch.items():
             processed = self._processed.get(tp)
-            if processed is not None and recs and recs[0].offset < processed:
+            if processed is not None and recs[0].offset < processed:
                 # Within one assignment the position only goes back when the log did
                 # (a wiped broker answers OffsetOutOfRange and we restart at its start).
                 log.warning(
@@ -83,10 +120,12 @@ class BatchConsumer(faust_aiokafka.Consumer):
                     tp.topic, tp.partition, processed, recs[0].offset,
                 )  # fmt: skip
                 app.incarnations.forget({(tp.topic, tp.partition)})
+
+    async def _apply(self, prepared: Prepared) -> None:
         while True:
             try:
-                await app.processor.process(flat)
-                break
+                await self._dialer.processor.apply(prepared)
+                return
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -95,17 +134,35 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 log.exception("applying a batch failed; retrying in 1 s")
                 await asyncio.sleep(1.0)
                 if self.should_stop:
-                    return
+                    raise
+
+    async def _settle(self, in_flight: _InFlight | None) -> None:
+        """Wait for the batch being applied, then mark its offsets processed."""
+        if in_flight is None:
+            return
+        await in_flight.task
+        batch = in_flight.batch
+        metrics.BATCH_SIZE.observe(sum(len(recs) for recs in batch.values()))
+        app = self._dialer
         for recs in batch.values():
             app.incarnations.note(recs[0])
         await app.incarnations.flush()
-        if self.app.consumer_generation_id != generation:
+        if self.app.consumer_generation_id != in_flight.generation:
             return  # partitions moved meanwhile: let the new owner commit
         for tp, recs in batch.items():
             self._processed[tp] = recs[-1].offset + 1
             metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(
                 max(self.highwater(tp) - recs[-1].offset - 1, 0)
             )
+
+
+@dataclass
+class _InFlight:
+    """A batch whose script calls are running."""
+
+    task: asyncio.Future[None]
+    batch: Mapping[TP, list[Any]]
+    generation: int
 
 
 class BatchTransport(faust_aiokafka.Transport):

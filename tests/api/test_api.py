@@ -15,9 +15,9 @@ import redis.asyncio as aioredis
 from api.main import create_app
 from processors.embedded import free_port
 from processors.events import Event, parse
-from processors.slices import group
 from processors.store import Store
 from tests.oracle import Expected
+from tests.store.test_apply import apply_events
 from tests.streams import entity_event, random_stream
 
 
@@ -33,7 +33,7 @@ async def seeded(store: Store) -> tuple[Store, list[dict[str, Any]]]:
 
     events = random_stream(random.Random(11), campaigns=3, size=200)
     log = [("t", 0, offset, parsed(e)) for offset, e in enumerate(events)]
-    await store.apply([(s, 1) for s in group(log)])
+    await apply_events(store, log)
     await store.register_campaigns({e["campaign_id"]: e["organization_id"] for e in events})
     return store, events
 
@@ -193,7 +193,7 @@ async def test_etag_and_if_none_match(client: httpx.AsyncClient, seeded: Any) ->
     )
     assert again.status_code == 304 and again.content == b""
     newer = parsed(entity_event("cmp_0", "org_0", "contact", 99, 1))
-    await store.apply([(s, 1) for s in group([("t", 1, 0, newer)])])
+    await apply_events(store, [("t", 1, 0, newer)])
     changed = await client.get(
         "/api/v1/campaigns/cmp_0/stats", headers={**headers, "If-None-Match": etag}
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections import defaultdict
 from typing import Any
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from processors import keys
 from processors.events import Event, parse
 from processors.lua import APPLIED, REPLAYED, STALE, TENANT_MISMATCH
-from processors.slices import Slice, group
+from processors.slices import group
 from processors.store import Store
 from processors.transitions import CampaignState, apply
 from tests.oracle import Expected, check_invariants, comparable_batches
@@ -37,6 +38,18 @@ def as_log(
     return log
 
 
+def epochs(epoch: int = 1) -> defaultdict[tuple[str, int], int]:
+    """The same epoch for every partition."""
+    return defaultdict(lambda: epoch)
+
+
+async def apply_events(
+    store: Store, log: list[tuple[str, int, int, Event]], epoch: int = 1
+) -> list[list[int]]:
+    """Apply `(topic, partition, offset, event)` tuples as one fetched batch."""
+    return await store.apply(group(log), epochs(epoch))
+
+
 async def apply_log(
     store: Store, log: list[tuple[str, int, int, Event]], rng: random.Random, epoch: int = 1
 ) -> list[list[int]]:
@@ -45,10 +58,10 @@ async def apply_log(
     position = 0
     while position < len(log):
         chunk = log[position : position + rng.randint(1, 40)]
-        result = await store.apply([(s, epoch) for s in group(chunk)])
+        result = await apply_events(store, chunk, epoch)
         outcomes.extend(result)
         if rng.random() < 0.3:  # a crash before the commit: the same chunk comes again
-            replay = await store.apply([(s, epoch) for s in group(chunk)])
+            replay = await apply_events(store, chunk, epoch)
             assert all(code == REPLAYED for codes in replay for code in codes)
         position += len(chunk)
     return outcomes
@@ -78,12 +91,12 @@ async def test_lua_outcomes_match_the_pure_model(store: Store) -> None:
     rng = random.Random(7)
     events = random_stream(rng, campaigns=2, size=200)
     log = [("dialer.contacts", 0, offset, parsed(e)) for offset, e in enumerate(events)]
-    codes = [c for s in await store.apply([(s, 1) for s in group(log)]) for c in s]
+    codes = [c for s in await apply_events(store, log) for c in s]
     states: dict[str, CampaignState] = {}
     by_campaign = [
         apply(states.setdefault(e.campaign_id, CampaignState()), e)
         for part in group(log)
-        for _, e in part.items
+        for _, _, _, e in part.items
     ]
     assert codes == by_campaign
 
@@ -92,11 +105,10 @@ async def test_new_epoch_reapplies_what_an_old_fence_would_skip(store: Store) ->
     """After a broker wipe, offsets restart: a new epoch stops the old fence from skipping."""
     first = parsed(entity_event("cmp_e", "org_e", "contact", 1, 1))
     second = parsed(entity_event("cmp_e", "org_e", "contact", 1, 2))
-    part = Slice("cmp_e", "dialer.contacts", 0, [(5, first)])
-    assert await store.apply([(part, 1)]) == [[APPLIED]]
-    wiped = Slice("cmp_e", "dialer.contacts", 0, [(0, second)])
-    assert await store.apply([(wiped, 1)]) == [[REPLAYED]]
-    assert await store.apply([(wiped, 2)]) == [[APPLIED]]
+    assert await apply_events(store, [("dialer.contacts", 0, 5, first)]) == [[APPLIED]]
+    wiped = [("dialer.contacts", 0, 0, second)]
+    assert await apply_events(store, wiped) == [[REPLAYED]]
+    assert await apply_events(store, wiped, epoch=2) == [[APPLIED]]
     stats = await store.stats("cmp_e")
     assert sum(stats["contact_counts"].values()) == 1
 
@@ -104,10 +116,10 @@ async def test_new_epoch_reapplies_what_an_old_fence_would_skip(store: Store) ->
 async def test_tenant_mismatch_changes_nothing(store: Store) -> None:
     """Another organization naming the campaign is refused; counters stay as they were."""
     own = parsed(entity_event("cmp_t", "org_a", "contact", 1, 1))
-    await store.apply([(Slice("cmp_t", "t", 0, [(0, own)]), 1)])
+    await apply_events(store, [("t", 0, 0, own)])
     before = await store.stats("cmp_t")
     intruder = parsed(entity_event("cmp_t", "org_b", "contact", 2, 1))
-    assert await store.apply([(Slice("cmp_t", "t", 0, [(1, intruder)]), 1)]) == [[TENANT_MISMATCH]]
+    assert await apply_events(store, [("t", 0, 1, intruder)]) == [[TENANT_MISMATCH]]
     assert await store.stats("cmp_t") == before
     assert await store.campaign_owner("cmp_t") == "org_a"
 
@@ -116,12 +128,10 @@ async def test_script_cache_flush_is_survived(store: Store) -> None:
     """NOSCRIPT: the script is loaded again and the call goes through once."""
     event = parsed(entity_event("cmp_s", "org_s", "contact", 1, 1))
     await store.client.script_flush()
-    assert await store.apply([(Slice("cmp_s", "t", 0, [(0, event)]), 1)]) == [[APPLIED]]
+    assert await apply_events(store, [("t", 0, 0, event)]) == [[APPLIED]]
     newer = parsed(entity_event("cmp_s", "org_s", "contact", 1, 2))
     await store.client.script_flush()
-    assert await store.apply([(Slice("cmp_s", "t", 0, [(1, newer), (2, newer)]), 1)]) == [
-        [APPLIED, STALE]
-    ]
+    assert await apply_events(store, [("t", 0, 1, newer), ("t", 0, 2, newer)]) == [[APPLIED, STALE]]
 
 
 async def test_batches_order_filter_and_paging(store: Store) -> None:
@@ -138,7 +148,7 @@ async def test_batches_order_filter_and_paging(store: Store) -> None:
     orphan["batch_id"] = "btc_a_orphan"
     events.append(orphan)
     log = [("t", 0, offset, parsed(e)) for offset, e in enumerate(events)]
-    await store.apply([(s, 1) for s in group(log)])
+    await apply_events(store, log)
     ids = [b["batch_id"] for b in await store.batches("cmp_b")]
     assert ids == ["btc_x", "btc_y", "btc_w", "btc_z", "btc_a_orphan"]
     orphan_row = (await store.batches("cmp_b", skip=4, limit=1))[0]

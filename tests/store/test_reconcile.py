@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from processors import keys
-from processors.events import Rejection, parse
+from processors.contract import Rejection
+from processors.events import parse
 from processors.reconcile import Reconciler
-from processors.slices import group
 from processors.store import Store
 from tests.oracle import Expected, check_invariants, comparable_batches
-from tests.store.test_apply import assert_matches
+from tests.store.test_apply import apply_events, assert_matches
 from tests.streams import random_stream
 
 
@@ -56,7 +56,7 @@ async def load(store: Store, source: ListSource, start: int = 0) -> None:
         event = parse(r.value or b"")
         assert not isinstance(event, Rejection)
         log.append((r.topic, r.partition, r.offset, event))
-    await store.apply([(s, 1) for s in group(log)])
+    await apply_events(store, log)
 
 
 async def snapshot(store: Store, expected: Expected) -> list[Any]:
