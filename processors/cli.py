@@ -191,6 +191,19 @@ def reconcile(
             raise typer.Exit(code)
 
 
+@cli.command()
+def bench(
+    quick: Annotated[
+        bool, typer.Option("--quick", help="A small run (under two minutes).")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+) -> None:
+    """Measure ingest, reads, freshness, memory and reconciliation against references."""
+    from bench.suite import main as run_bench
+
+    run_bench(quick=quick, as_json=as_json)
+
+
 @token_cli.command("create")
 def token_create(
     org: Annotated[str, typer.Option("--org", help="Organization the token belongs to.")],

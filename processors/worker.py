@@ -29,10 +29,29 @@ from processors.store import Store, connect
 log = logging.getLogger(__name__)
 
 
+class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """faust's aiokafka consumer thread with a short fetch wait.
+
+    faust fixes `fetch_max_wait_ms` at 1500. A broker that holds an empty fetch for the
+    whole wait instead of answering when data arrives (Tansu 0.6 does) then delays every
+    event by up to 1.5 s; the wait is a setting here (`DIALER_STATS_FETCH_MAX_WAIT_MS`).
+    """
+
+    def _create_consumer(self, loop: asyncio.AbstractEventLoop) -> Any:
+        consumer = super()._create_consumer(loop)
+        app = self.app
+        assert isinstance(app, DialerApp)
+        consumer._fetch_max_wait_ms = app.fetch_max_wait_ms
+        return consumer
+
+
 class BatchConsumer(faust_aiokafka.Consumer):
     """A faust consumer that processes whole fetched batches instead of single messages."""
 
     _processed: dict[TP, int]
+
+    def _new_consumer_thread(self) -> Any:
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     def _reset_state(self) -> None:
         super()._reset_state()
@@ -178,6 +197,7 @@ class DialerApp(faust.App):
     incarnations: Incarnations
     store: Store
     probe: _Probe
+    fetch_max_wait_ms: int = 100
 
     def _new_transport(self) -> Any:
         return BatchTransport(self.conf.broker_consumer, self)
@@ -215,6 +235,7 @@ def create_app(settings: Settings) -> DialerApp:
         await app.producer.send_and_wait(dead_letter_topic, key, value, None, None, headers)
 
     app.store, app.probe = store, probe
+    app.fetch_max_wait_ms = settings.fetch_max_wait_ms
     app.incarnations = Incarnations(store, probe.first)
     app.processor = BatchProcessor(
         store,

@@ -1,0 +1,146 @@
+"""Ingest: one worker draining a pre-loaded backlog, against a plain consumer and a naive
+one-round-trip-per-event implementation measured in the same run."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer
+
+from bench.harness import Child, Figure, cpu_seconds, progress, publish_all
+from processors import keys
+from processors.embedded import EmbeddedInfra
+from processors.events import parse
+from processors.produce import route_raw
+from processors.settings import Settings
+from processors.simulate import Simulation
+from processors.slices import group
+from processors.store import Store
+
+
+def backlog(size: int) -> tuple[list[dict[str, Any]], int]:
+    """Mixed simulator traffic over 50 campaigns; also how many distinct contacts."""
+    simulation = Simulation(campaigns=50, organizations=10, seed=11, new_batch_rate=0.02)
+    events = list(itertools.islice(simulation.events(), size))
+    contacts = len({e["contact_id"] for e in events if "contact_id" in e})
+    return events, contacts
+
+
+async def plain_consumer(bootstrap: str, topics: tuple[str, ...], total: int) -> float:
+    """The reference: AIOKafkaConsumer.getmany + json.loads, nothing else."""
+    consumer = AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=bootstrap,
+        group_id="bench-plain",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    seen, started = 0, 0.0
+    try:
+        while seen < total:
+            fetched = await consumer.getmany(timeout_ms=1000, max_records=20000)
+            if fetched and not started:
+                started = time.perf_counter()
+            for records in fetched.values():
+                for record in records:
+                    json.loads(record.value)
+                    seen += 1
+    finally:
+        await consumer.stop()
+    return seen / (time.perf_counter() - started)
+
+
+async def naive(redis_url: str, lines: list[bytes]) -> float:
+    """The naive reference: one script call, one round trip, per event."""
+    store = Store(aioredis.Redis.from_url(redis_url, decode_responses=True))
+    await store.client.flushdb()
+    epochs: defaultdict[tuple[str, int], int] = defaultdict(lambda: 1)
+    started = time.perf_counter()
+    for offset, line in enumerate(lines):
+        event = parse(line)
+        assert not hasattr(event, "reason")
+        await store.apply(group([("naive", 0, offset, event)]), epochs)
+    rate = len(lines) / (time.perf_counter() - started)
+    await store.client.flushdb()
+    await store.close()
+    return rate
+
+
+def run(infra: EmbeddedInfra, workdir: Path, size: int, console: Any) -> tuple[list[Figure], float]:
+    """The ingest figures and the worker's events per second."""
+    settings = Settings(kafka_bootstrap_servers=infra.broker.bootstrap)
+    events, contacts = backlog(size)
+    messages = [route_raw(json.dumps(e).encode(), settings) for e in events]
+    with progress(console) as bar:
+        task = bar.add_task(f"loading {size:,} events into the broker", total=size)
+        asyncio.run(publish_all(infra.broker.bootstrap, messages, lambda n: bar.advance(task, n)))
+    plain = asyncio.run(plain_consumer(infra.broker.bootstrap, settings.source_topics, size))
+
+    client = redis.Redis.from_url(infra.valkey.url, decode_responses=True)
+    stats_keys = sorted({keys.stats(e["campaign_id"]) for e in events})
+
+    def done() -> int:
+        total = 0
+        for key in stats_keys:
+            tallies = client.hmget(key, "events:applied", "events:stale", "events:replayed")
+            total += sum(int(v or 0) for v in tallies)
+        return total
+
+    worker = Child(infra, workdir / "ingest-worker.log", "worker", "--loglevel", "warning")
+    pids = {"valkey": infra.valkey.process.pid, "broker": infra.broker.process.pid}  # type: ignore[union-attr]
+    try:
+        with progress(console) as bar:
+            task = bar.add_task("one worker draining the backlog", total=size)
+            first = 0
+            while first == 0:
+                first = done()
+                time.sleep(0.02)
+            started = time.perf_counter()
+            cpu = {"worker": worker.cpu_seconds()} | {k: cpu_seconds(p) for k, p in pids.items()}
+            current = first
+            while current < size:
+                time.sleep(0.05)
+                current = done()
+                bar.update(task, completed=current)
+            elapsed = time.perf_counter() - started
+            used = {"worker": worker.cpu_seconds() - cpu["worker"]}
+            used |= {k: cpu_seconds(p) - cpu[k] for k, p in pids.items()}
+    finally:
+        worker.stop()
+    rate = (size - first) / elapsed
+    naive_lines = [json.dumps(e).encode() for e in events[: min(size, 20_000)]]
+    naive_rate = asyncio.run(naive(infra.valkey.url.rsplit("/", 1)[0] + "/1", naive_lines))
+    share = ", ".join(f"{k} {v / elapsed:.0%}" for k, v in used.items())
+    return [
+        Figure(
+            "ingest: one worker draining a backlog",
+            rate,
+            "events/s",
+            plain,
+            "plain AIOKafkaConsumer.getmany + json.loads",
+            rate / plain,
+            ">= 0.25x",
+            rate / plain >= 0.25,
+            f"{size:,} events, {contacts:,} contacts, 50 campaigns; CPU: {share}",
+        ),
+        Figure(
+            "ingest vs naive (one round trip per event)",
+            rate,
+            "events/s",
+            naive_rate,
+            "naive: one EVALSHA per event",
+            rate / naive_rate,
+            "",
+            None,
+            f"naive measured on {len(naive_lines):,} events",
+        ),
+    ], rate

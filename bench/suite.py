@@ -1,0 +1,181 @@
+"""The benchmark suite: runs every figure on fresh embedded stacks and reports them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis
+from rich.console import Console
+from rich.table import Table
+
+from bench import dataset, freshness, ingest, reads
+from bench.harness import Child, Figure, api_process
+from processors.embedded import EmbeddedInfra
+from processors.reconcile import Reconciler
+from processors.settings import Settings
+from processors.source import KafkaLogSource
+from processors.store import Store, connect
+
+
+@dataclass(frozen=True)
+class Sizes:
+    ingest: int
+    big: int
+    requests: int
+    recounts: int
+    fresh_seconds: float
+
+
+FULL = Sizes(ingest=300_000, big=1_000_000, requests=500, recounts=5, fresh_seconds=20.0)
+QUICK = Sizes(ingest=30_000, big=50_000, requests=100, recounts=2, fresh_seconds=5.0)
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+    }
+
+
+def token_for(redis_url: str, org: str) -> str:
+    async def create() -> str:
+        store = Store(connect(Settings(redis_url=redis_url)))
+        try:
+            return await store.create_token(org)
+        finally:
+            await store.close()
+
+    return asyncio.run(create())
+
+
+def run(*, quick: bool, console: Console) -> dict[str, Any]:
+    """Every figure; returns the JSON report."""
+    size = QUICK if quick else FULL
+    figures: list[Figure] = []
+    workdir = Path(tempfile.mkdtemp(prefix="dialer-bench-"))
+    started = time.monotonic()
+
+    # Stack A: ingest, then freshness with a worker that has caught up.
+    with EmbeddedInfra(Settings(topic_partitions=6)) as infra:
+        console.print(f"[bold]ingest[/bold]: {size.ingest:,} events")
+        ingest_figures, ingest_rate = ingest.run(infra, workdir, size.ingest, console)
+        figures += ingest_figures
+        console.print("[bold]freshness[/bold]")
+        worker = Child(infra, workdir / "fresh-worker.log", "worker", "--loglevel", "warning")
+        try:
+            with api_process(infra, workdir) as url:
+                tok = token_for(infra.valkey.url, freshness.PROBE_ORG)
+                figures.append(
+                    freshness.run(infra.broker.bootstrap, url, tok, 2000.0, size.fresh_seconds)
+                )
+        finally:
+            worker.stop()
+
+    # Stack B: a big and a small campaign for memory, reads and reconciliation.
+    with EmbeddedInfra(Settings(topic_partitions=6)) as infra:
+        big = dataset.Campaign("cmp_big", size.big, 200)
+        small = dataset.Campaign("cmp_small", 1_000, 50)
+        client = redis.Redis.from_url(infra.valkey.url)
+        before = int(client.info("memory")["used_memory"])
+        console.print(
+            f"[bold]memory and reads[/bold]: {big.contacts:,} + {small.contacts:,} contacts"
+        )
+        dataset.load(infra.broker.bootstrap, infra.valkey.url, [big, small], console)
+        after = int(client.info("memory")["used_memory"])
+        contacts = big.contacts + small.contacts
+        per_contact = (after - before) / contacts
+        figures.append(
+            Figure(
+                f"Redis memory per contact at {contacts:,} contacts",
+                per_contact,
+                "B",
+                None,
+                "",
+                None,
+                "<= 150 B",
+                per_contact <= 150,
+                "all state: contact and call-record state (one record per contact),"
+                " batches, indexes, counters, fences (used_memory delta)",
+            )
+        )
+        with api_process(infra, workdir) as url:
+            tok = token_for(infra.valkey.url, dataset.ORG)
+            figures += reads.run(
+                url, tok, infra.valkey.url, big.campaign_id, small.campaign_id,
+                size.requests, size.recounts,
+            )  # fmt: skip
+        console.print("[bold]reconciliation[/bold]: full recompute")
+        settings = Settings(
+            kafka_bootstrap_servers=infra.broker.bootstrap, redis_url=infra.valkey.url
+        )
+
+        async def reconcile() -> float:
+            store = Store(connect(settings))
+            try:
+                report = await Reconciler(store, KafkaLogSource(settings)).run()
+                assert report.totals()["campaigns_with_drift"] == 0, report.totals()
+                return report.duration_seconds
+            finally:
+                await store.close()
+
+        seconds = asyncio.run(reconcile())
+        rate = contacts / seconds
+        figures.append(
+            Figure(
+                f"reconciliation: full recompute of {contacts:,} contacts",
+                rate,
+                "contacts/s",
+                ingest_rate,
+                "ingest events/s",
+                rate / ingest_rate,
+                "",
+                None,
+                f"{seconds:.1f} s for {contacts * 2 + 250:,} events (contacts and call records)",
+            )
+        )
+    return {
+        "quick": quick,
+        "machine": machine(),
+        "duration_seconds": round(time.monotonic() - started, 1),
+        "figures": [f.to_dict() for f in figures],
+    }
+
+
+def render(report: dict[str, Any], console: Console) -> None:
+    table = Table(title="dialer-stats bench" + (" (quick)" if report["quick"] else ""))
+    for column in ("figure", "value", "reference", "ratio", "target", "met"):
+        table.add_column(column, justify="right" if column in ("value", "ratio") else "left")
+    for f in report["figures"]:
+        reference = f"{f['reference']:,.2f} ({f['reference_name']})" if f["reference"] else "-"
+        ratio = f"{f['ratio']:.3g}x" if f["ratio"] is not None else "-"
+        met = {True: "yes", False: "NO", None: "-"}[f["met"]]
+        table.add_row(
+            f["name"], f"{f['value']:,.2f} {f['unit']}", reference, ratio, f["target"] or "-", met
+        )
+    console.print(table)
+    for f in report["figures"]:
+        if f["note"]:
+            console.print(f"- {f['name']}: {f['note']}", highlight=False)
+    m = report["machine"]
+    console.print(
+        f"{m['cpus']} CPUs, Python {m['python']}, {m['platform']}; {report['duration_seconds']} s"
+    )
+
+
+def main(*, quick: bool, as_json: bool) -> None:
+    err = Console(stderr=True)
+    report = run(quick=quick, console=err)
+    if as_json:
+        print(json.dumps(report))
+    else:
+        render(report, Console(width=200) if not Console().is_terminal else Console())
