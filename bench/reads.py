@@ -16,16 +16,21 @@ from processors import keys
 from processors.transitions import unpack_contact, unpack_record
 
 
-def latencies(client: httpx.Client, path: str, token: str, count: int) -> list[float]:
-    """Sequential requests; milliseconds each."""
+def latencies(
+    client: httpx.Client, paths: tuple[str, str], token: str, count: int
+) -> tuple[list[float], list[float]]:
+    """Sequential requests, alternating between two paths so drift hits both; ms each."""
     headers = {"Authorization": f"Bearer {token}"}
-    samples = []
-    client.get(path, headers=headers).raise_for_status()  # warm up
+    samples: tuple[list[float], list[float]] = ([], [])
+    for _ in range(20):  # warm up
+        for path in paths:
+            client.get(path, headers=headers).raise_for_status()
     for _ in range(count):
-        started = time.perf_counter()
-        response = client.get(path, headers=headers)
-        samples.append((time.perf_counter() - started) * 1000)
-        response.raise_for_status()
+        for path, into in zip(paths, samples, strict=True):
+            started = time.perf_counter()
+            response = client.get(path, headers=headers)
+            into.append((time.perf_counter() - started) * 1000)
+            response.raise_for_status()
     return samples
 
 
@@ -58,8 +63,12 @@ def run(
     figures = []
     with httpx.Client(base_url=api_url, timeout=30) as client:
         for name, path in (("stats", "/stats"), ("batches?limit=50", "/batches?limit=50")):
-            at_big = latencies(client, f"/api/v1/campaigns/{big}{path}", token, requests)
-            at_small = latencies(client, f"/api/v1/campaigns/{small}{path}", token, requests)
+            at_big, at_small = latencies(
+                client,
+                (f"/api/v1/campaigns/{big}{path}", f"/api/v1/campaigns/{small}{path}"),
+                token,
+                requests,
+            )
             p50_big, p50_small = median(at_big), median(at_small)
             p99_big, p99_small = percentile(at_big, 99), percentile(at_small, 99)
             figures.append(

@@ -21,6 +21,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
 from processors import metrics
+from processors.failpoints import Failpoints
 from processors.incarnation import Incarnations
 from processors.pipeline import BatchProcessor, Prepared, Record
 from processors.settings import Settings
@@ -141,9 +142,12 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 app.incarnations.forget({(tp.topic, tp.partition)})
 
     async def _apply(self, prepared: Prepared) -> None:
+        failpoints = self._dialer.failpoints
+        failpoints.hit("before_apply")
         while True:
             try:
                 await self._dialer.processor.apply(prepared)
+                failpoints.hit("after_apply")
                 return
             except asyncio.CancelledError:
                 raise
@@ -198,6 +202,7 @@ class DialerApp(faust.App):
     store: Store
     probe: _Probe
     fetch_max_wait_ms: int = 100
+    failpoints: Failpoints = Failpoints()
 
     def _new_transport(self) -> Any:
         return BatchTransport(self.conf.broker_consumer, self)
@@ -236,6 +241,7 @@ def create_app(settings: Settings) -> DialerApp:
 
     app.store, app.probe = store, probe
     app.fetch_max_wait_ms = settings.fetch_max_wait_ms
+    app.failpoints = Failpoints(settings.failpoint)
     app.incarnations = Incarnations(store, probe.first)
     app.processor = BatchProcessor(
         store,
