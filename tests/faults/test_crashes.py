@@ -15,10 +15,10 @@ from tests.faults.conftest import Scenario
 @pytest.mark.parametrize("point", ["before_apply", "after_apply"])
 def test_crash_at_a_failpoint_then_restart_is_exact(scenario: Scenario, point: str) -> None:
     """A crash before the scripts ran, or after they ran but before the commit: exact."""
-    crashing = scenario.worker("crashing", DIALER_STATS_FAILPOINT=f"{point}:2")
     scenario.produce(scenario.lines[: len(scenario.lines) // 2], "first")
-    scenario.produce(scenario.lines[len(scenario.lines) // 2 :], "second")
+    crashing = scenario.worker("crashing", DIALER_STATS_FAILPOINT=f"{point}:1")
     assert crashing.process.wait(timeout=120) == EXIT_CODE
+    scenario.produce(scenario.lines[len(scenario.lines) // 2 :], "second")
     scenario.worker("restarted")
     scenario.exact()
     tallies = scenario.conserved()
