@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint format bench clean
+.PHONY: install run test faults lint format bench clean
 
 install: $(STAMP)
 
@@ -21,6 +21,10 @@ run: install
 ## test: every test tier (unit, store, api, e2e); starts its own broker and valkey
 test: install
 	$(BIN)/python -m pytest
+
+## faults: only the fault-injection and abuse suite (also part of `make test`)
+faults: install
+	$(BIN)/python -m pytest tests/faults
 
 lint: install
 	$(BIN)/ruff format --check .
