@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test faults lint format bench clean
+.PHONY: install run test faults browser lint format bench clean
 
 install: $(STAMP)
 
@@ -18,9 +18,14 @@ $(STAMP): pyproject.toml
 run: install
 	$(BIN)/dialer-stats up
 
-## test: every test tier (unit, store, api, e2e); starts its own broker and valkey
-test: install
+## test: every test tier (unit, store, api, e2e, faults); starts its own broker and valkey
+test: install browser
 	$(BIN)/python -m pytest
+
+# The dashboard test drives Debian's chromium headless (playwright uses it, downloads nothing).
+browser:
+	@command -v chromium >/dev/null || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 ## faults: only the fault-injection and abuse suite (also part of `make test`)
 faults: install

@@ -36,7 +36,20 @@ async def current_org(
     """The organization of the bearer token; 401 when missing, malformed or unknown."""
     if credentials is None:
         raise _unauthorized("Not authenticated: send Authorization: Bearer gat_<token>")
-    token = credentials.credentials
+    return await _token_org(store, credentials.credentials)
+
+
+async def authenticate(store: Store, authorization: str | None, access_token: str | None) -> str:
+    """Like `current_org`, but the token may also come as a query parameter (streams)."""
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() == "bearer" and token:
+        return await _token_org(store, token.strip())
+    if access_token:
+        return await _token_org(store, access_token)
+    raise _unauthorized("Not authenticated: send Authorization: Bearer gat_<token>")
+
+
+async def _token_org(store: Store, token: str) -> str:
     if not token.startswith("gat_") or len(token) > 256:
         raise _unauthorized("Invalid token: expected a gat_ token")
     org = await store.token_org(token)

@@ -9,7 +9,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
-from api.routes import batches, dashboard, health, reconciliation, stats
+from api import metrics
+from api.live import Updates
+from api.routes import batches, dashboard, health, reconciliation, stats, stream
 from processors import StoreUnavailable
 from processors.settings import Settings
 from processors.store import Store, connect
@@ -18,13 +20,18 @@ from processors.store import Store, connect
 def create_app(settings: Settings | None = None, store: Store | None = None) -> FastAPI:
     """The API for the given settings (or an already opened store, in tests)."""
 
+    config = settings or Settings()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own = store is None
-        app.state.store = store or Store(connect(settings or Settings()))
+        app.state.store = store or Store(connect(config))
+        app.state.updates = Updates(app.state.store)
+        app.state.updates.start()
         try:
             yield
         finally:
+            await app.state.updates.stop()
             if own:
                 await app.state.store.close()
 
@@ -34,11 +41,16 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         summary="Live, exact campaign and batch statistics for an outbound AI call dialer.",
         lifespan=lifespan,
     )
+    app.state.heartbeat_seconds = config.stream_heartbeat_seconds
+    app.state.ready_max_lag = config.ready_max_lag
+    app.middleware("http")(metrics.observe)
     app.include_router(stats.router)
+    app.include_router(stream.router)
     app.include_router(batches.router)
     app.include_router(reconciliation.router)
     app.include_router(health.router)
     app.include_router(dashboard.router)
+    app.include_router(metrics.router)
 
     @app.exception_handler(RedisError)
     @app.exception_handler(StoreUnavailable)

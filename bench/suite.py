@@ -16,7 +16,7 @@ import redis
 from rich.console import Console
 from rich.table import Table
 
-from bench import dataset, freshness, ingest, reads
+from bench import dataset, freshness, ingest, reads, streams
 from bench.harness import Child, Figure, api_process
 from processors.embedded import EmbeddedInfra
 from processors.reconcile import Reconciler
@@ -32,10 +32,16 @@ class Sizes:
     requests: int
     recounts: int
     fresh_seconds: float
+    stream_clients: int
 
 
-FULL = Sizes(ingest=300_000, big=1_000_000, requests=500, recounts=5, fresh_seconds=20.0)
-QUICK = Sizes(ingest=30_000, big=50_000, requests=100, recounts=2, fresh_seconds=5.0)
+FULL = Sizes(
+    ingest=300_000, big=1_000_000, requests=500, recounts=5, fresh_seconds=20.0,
+    stream_clients=1000,
+)  # fmt: skip
+QUICK = Sizes(
+    ingest=30_000, big=50_000, requests=100, recounts=2, fresh_seconds=5.0, stream_clients=100
+)
 
 
 def machine() -> dict[str, Any]:
@@ -78,6 +84,8 @@ def run(*, quick: bool, console: Console) -> dict[str, Any]:
                 figures.append(
                     freshness.run(infra.broker.bootstrap, url, tok, 2000.0, size.fresh_seconds)
                 )
+                console.print(f"[bold]push[/bold]: {size.stream_clients} stream clients")
+                figures.append(streams.run(infra.broker.bootstrap, url, tok, size.stream_clients))
         finally:
             worker.stop()
 

@@ -81,9 +81,19 @@ def updates_channel(campaign_id: str) -> str:
     return f"{PREFIX}:updates:{{{campaign_id}}}"
 
 
+#: Pattern matching every campaign's updates channel.
+UPDATES_PATTERN: Final = f"{PREFIX}:updates:*"
+
+
+def campaign_of_channel(channel: str) -> str:
+    """The campaign id an updates channel belongs to."""
+    return channel[len(f"{PREFIX}:updates:{{") : -1]
+
+
 # Keys outside any campaign slot (written outside Lua).
 TOKENS: Final = f"{PREFIX}:tokens"
 CAMPAIGNS: Final = f"{PREFIX}:campaigns"
+LAG: Final = f"{PREFIX}:lag"  # hash: topic:partition -> messages behind, written by workers
 
 
 def org_campaigns(organization_id: str) -> str:

@@ -108,8 +108,11 @@ class BatchProcessor:
         rejected = list(prepared.rejected)
         results = await self.store.apply_calls(prepared.calls)
         owners: dict[str, str] = {}
+        changed: set[str] = set()
         late: list[tuple[tuple[str, int, int], Rejection]] = []
         for part, codes in zip(prepared.slices, results, strict=True):
+            if APPLIED in codes:
+                changed.add(part.campaign_id)
             for (topic, partition, offset, event), code in zip(part.items, codes, strict=True):
                 if code in _LUA_REJECTIONS:
                     late.append(((topic, partition, offset), _LUA_REJECTIONS[code]))
@@ -123,6 +126,8 @@ class BatchProcessor:
         if owners:
             await self.store.register_campaigns(owners)
             self._registered.update(owners)
+        if changed:
+            await self.store.announce(changed)
         await self._dead_letter(rejected)
         tally["dead_lettered"] += len(rejected)
         for name, count in tally.items():

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     reconcile_lock_seconds: int = Field(default=600, ge=10)
     reconcile_metrics_port: int = Field(default=0, ge=0, le=65535)
 
+    stream_heartbeat_seconds: float = Field(default=15.0, gt=0)
+    ready_max_lag: int = Field(default=100_000, ge=0)
+
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
 

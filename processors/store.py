@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
 import redis.asyncio as aioredis
@@ -111,6 +111,23 @@ class Store:
             return list(await pipe.execute(raise_on_error=False))
         except RedisError as exc:
             raise StoreUnavailable(f"Redis is unavailable: {exc}") from exc
+
+    async def announce(self, campaign_ids: Iterable[str]) -> None:
+        """Tell live subscribers (the API's streams) that these campaigns changed."""
+        pipe = self.client.pipeline(transaction=False)
+        for campaign_id in campaign_ids:
+            pipe.publish(keys.updates_channel(campaign_id), "1")
+        await pipe.execute()
+
+    async def set_lag(self, lag: dict[str, int]) -> None:
+        """Consumer lag per `topic:partition`, for /readyz."""
+        if lag:
+            await self.client.hset(keys.LAG, mapping=cast(Any, lag))
+
+    async def lag(self) -> dict[str, int]:
+        """Consumer lag per `topic:partition` as last reported by the workers."""
+        raw = cast(dict[str, str], await self.client.hgetall(keys.LAG))
+        return {field: int(value) for field, value in raw.items()}
 
     async def ensure_owner(self, campaign_id: str, organization_id: str) -> None:
         """Record the campaign's owner if none is recorded (a lost stats hash)."""

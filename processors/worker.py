@@ -57,6 +57,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
     def _reset_state(self) -> None:
         super()._reset_state()
         self._processed = {}
+        self._lag: dict[str, int] = {}
+        self._lag_reported = 0.0
 
     @property
     def _dialer(self) -> DialerApp:
@@ -174,9 +176,14 @@ class BatchConsumer(faust_aiokafka.Consumer):
             return  # partitions moved meanwhile: let the new owner commit
         for tp, recs in batch.items():
             self._processed[tp] = recs[-1].offset + 1
-            metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(
-                max(self.highwater(tp) - recs[-1].offset - 1, 0)
-            )
+            lag = max((self.highwater(tp) or 0) - recs[-1].offset - 1, 0)
+            metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
+            self._lag[f"{tp.topic}:{tp.partition}"] = lag
+        now = asyncio.get_running_loop().time()
+        if now - self._lag_reported >= 1.0:
+            self._lag_reported = now
+            with suppress(Exception):  # only informative (/readyz)
+                await app.store.set_lag(self._lag)
 
 
 @dataclass
@@ -295,6 +302,10 @@ class _Probe:
 
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     """Run one worker in the foreground until SIGINT/SIGTERM."""
+    if settings.worker_metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.worker_metrics_port, addr=settings.api_host)
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response, status
+from typing import Any
+
+from fastapi import APIRouter, Request, Response, status
 
 from api.deps import StoreDep
 
@@ -16,11 +18,19 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-async def readyz(store: StoreDep, response: Response) -> dict[str, str]:
-    """Redis answers; 503 otherwise."""
+async def readyz(store: StoreDep, request: Request, response: Response) -> dict[str, Any]:
+    """Redis answers (else 503); the workers' consumer lag, as they last reported it."""
     try:
         await store.client.ping()
+        lag = await store.lag()
     except Exception as exc:
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
         return {"status": "unavailable", "redis": f"unreachable: {type(exc).__name__}"}
-    return {"status": "ready", "redis": "ok"}
+    total = sum(lag.values())
+    return {
+        "status": "ready",
+        "redis": "ok",
+        "consumer_lag": total,
+        "consumer_lag_by_partition": lag,
+        "lagging": total > request.app.state.ready_max_lag,
+    }

@@ -1,7 +1,8 @@
-// dialer-stats dashboard: plain JS, no build step. Polls with ETags (304 when unchanged).
+// dialer-stats dashboard: plain JS, no build step. Stats are pushed over Server-Sent
+// Events; on every push the batches table is refreshed with an ETag (304 when unchanged).
 "use strict";
 const $ = (id) => document.getElementById(id);
-const state = { token: localStorage.getItem("dialerStatsToken") || "", campaign: "", etags: {}, timer: null };
+const state = { token: localStorage.getItem("dialerStatsToken") || "", campaign: "", etags: {}, source: null, stats: null };
 $("token").value = state.token;
 
 function headers(path) {
@@ -53,20 +54,34 @@ function render(stats, batches) {
   }).join("");
 }
 
-async function refresh() {
-  if (!state.campaign) return;
+async function refreshBatches() {
   const base = `/api/v1/campaigns/${encodeURIComponent(state.campaign)}`;
   try {
-    const stats = await get(base + "/stats");
     const batches = await get(base + "/batches?limit=100");
-    if (stats.changed || batches.changed) render(stats.body, batches.body);
-    const last = stats.response.headers.get("X-Last-Event-At");
-    $("status").textContent = `live · last event ${last || "—"} · updated ${new Date().toLocaleTimeString()}`;
+    render(state.stats, batches.body);
+    $("status").textContent = `live · revision ${state.revision} · updated ${new Date().toLocaleTimeString()}`;
     $("status").className = "";
+    document.body.dataset.revision = state.revision;
   } catch (error) {
     $("status").textContent = String(error.message || error);
     $("status").className = "error";
   }
+}
+
+function follow() {
+  if (state.source) state.source.close();
+  if (!state.campaign) return;
+  const url = `/api/v1/campaigns/${encodeURIComponent(state.campaign)}/stats/stream?access_token=${encodeURIComponent(state.token)}`;
+  state.source = new EventSource(url);
+  state.source.addEventListener("stats", (message) => {
+    state.stats = JSON.parse(message.data);
+    state.revision = message.lastEventId;
+    refreshBatches();
+  });
+  state.source.onerror = () => {
+    $("status").textContent = "reconnecting…";
+    $("status").className = "error";
+  };
 }
 
 async function connect() {
@@ -77,9 +92,7 @@ async function connect() {
     $("campaign").innerHTML = body.campaigns.map((c) => `<option>${c}</option>`).join("");
     state.campaign = body.campaigns[0] || "";
     $("status").textContent = body.campaigns.length ? `organization ${body.organization_id}` : "no campaigns yet";
-    clearInterval(state.timer);
-    state.timer = setInterval(refresh, 1000);
-    refresh();
+    follow();
   } catch (error) {
     $("status").textContent = String(error.message || error);
     $("status").className = "error";
@@ -87,7 +100,7 @@ async function connect() {
 }
 
 $("connect").addEventListener("click", connect);
-$("campaign").addEventListener("change", (e) => { state.campaign = e.target.value; refresh(); });
+$("campaign").addEventListener("change", (e) => { state.campaign = e.target.value; follow(); });
 const fromUrl = new URLSearchParams(location.hash.slice(1)).get("token");
 if (fromUrl) { $("token").value = fromUrl; }
 if ($("token").value) connect();

@@ -76,7 +76,14 @@ def worker(infra: EmbeddedInfra, tmp_path_factory: pytest.TempPathFactory) -> It
 def api_url(infra: EmbeddedInfra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The API as its own process."""
     port = free_port()
-    proc = Proc(infra, tmp_path_factory.mktemp("api") / "api.log", "api", "--port", str(port))
+    proc = Proc(
+        infra,
+        tmp_path_factory.mktemp("api") / "api.log",
+        "api",
+        "--port",
+        str(port),
+        DIALER_STATS_STREAM_HEARTBEAT_SECONDS="1",
+    )
     url = f"http://127.0.0.1:{port}"
 
     def healthy() -> bool:

@@ -1,0 +1,89 @@
+"""Server-Sent Events: a snapshot of a campaign's stats, then an update on every change."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Header, HTTPException, Query, Request, status
+from fastapi.responses import StreamingResponse
+
+from api.deps import CAMPAIGN_NOT_FOUND, CampaignId, StoreDep, authenticate
+from api.live import Updates
+from api.schemas import Problem
+from processors.views import stats_view
+
+router = APIRouter(prefix="/api/v1", tags=["stream"])
+
+#: At most this many updates per second per client: bursts are coalesced.
+MAX_RATE = 10.0
+
+
+@router.get(
+    "/campaigns/{campaign_id}/stats/stream",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "The event stream"},
+        401: {"model": Problem, "description": "Missing, invalid or revoked token"},
+        404: {"model": Problem, "description": "No such campaign in your organization"},
+        503: {"model": Problem, "description": "The stats store is unavailable"},
+    },
+)
+async def stats_stream(
+    request: Request,
+    campaign_id: CampaignId,
+    store: StoreDep,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+    access_token: Annotated[
+        str | None,
+        Query(description="The token, for clients that cannot send headers (EventSource)."),
+    ] = None,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> StreamingResponse:
+    """Live stats: `event: stats` with the stats body, `id` = the campaign's revision.
+
+    A snapshot first (unless `Last-Event-ID` is the current revision), then one event per
+    change, coalesced to at most 10 per second; a comment every 15 s keeps the connection
+    open. Reconnecting with `Last-Event-ID` resumes: a client that missed revisions gets
+    the current state, which is all it needs.
+    """
+    org = await authenticate(store, authorization, access_token)
+    if await store.campaign_owner(campaign_id) != org:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=CAMPAIGN_NOT_FOUND)
+    updates: Updates = request.app.state.updates
+    heartbeat: float = request.app.state.heartbeat_seconds
+    try:
+        sent = int(last_event_id) if last_event_id else -1
+    except ValueError:
+        sent = -1
+
+    async def events() -> AsyncIterator[str]:
+        nonlocal sent
+        yield "retry: 2000\n\n"
+        async with updates.watch(campaign_id) as changed:
+            last_sent_at = 0.0
+            while True:
+                changed.clear()
+                fields = updates.latest.get(campaign_id) or await store.stats_fields(campaign_id)
+                revision = int(fields.get("rev", 0))
+                if revision != sent:
+                    body = json.dumps(stats_view(campaign_id, fields), separators=(",", ":"))
+                    yield f"id: {revision}\nevent: stats\ndata: {body}\n\n"
+                    sent, last_sent_at = revision, time.monotonic()
+                try:
+                    await asyncio.wait_for(changed.wait(), timeout=heartbeat)
+                except TimeoutError:
+                    yield ": heartbeat\n\n"
+                    continue
+                pause = 1 / MAX_RATE - (time.monotonic() - last_sent_at)
+                if pause > 0:
+                    await asyncio.sleep(pause)
+
+    return StreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

@@ -1,0 +1,112 @@
+"""Redis Cluster: three valkey masters on loopback; every script call stays in one slot."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from processors.embedded import EmbeddedInfra, Valkey
+from processors.simulate import Simulation
+from tests.conftest import wait_until
+from tests.e2e.conftest import Proc, run_cli
+from tests.oracle import Expected, check_invariants, comparable_batches
+
+SLOTS = [(0, 5460), (5461, 10922), (10923, 16383)]
+
+
+def cluster_port() -> int:
+    """A free port whose cluster bus port (+10000) is valid and free too."""
+    import socket
+
+    for port in range(20000 + random.randrange(20000), 45000):
+        try:
+            with socket.socket() as a, socket.socket() as b:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 10000))
+                return port
+        except OSError:
+            continue
+    raise RuntimeError("no free port pair")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Valkey]]:
+    """Three cluster-enabled valkey-servers joined into one cluster with all slots served."""
+    nodes = []
+    for n in range(3):
+        node = Valkey(
+            port=cluster_port(),
+            extra_args=["--cluster-enabled", "yes", "--cluster-node-timeout", "2000",
+                        "--cluster-config-file", f"nodes-{n}.conf"]
+        )  # fmt: skip
+        node.start(tmp_path_factory.mktemp(f"cluster{n}"))
+        nodes.append(node)
+    try:
+        clients = [redis.Redis(port=node.port) for node in nodes]
+        for client, (first, last) in zip(clients, SLOTS, strict=True):
+            client.execute_command("CLUSTER", "ADDSLOTSRANGE", first, last)
+        for node in nodes[1:]:
+            clients[0].execute_command("CLUSTER", "MEET", "127.0.0.1", node.port)
+        wait_until(
+            lambda: all(
+                b"cluster_state:ok" in c.execute_command("CLUSTER", "INFO") for c in clients
+            ),
+            timeout=30,
+            what="the cluster to form",
+        )
+        time.sleep(1)  # let every node learn the others' slots
+        yield nodes
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+def test_end_to_end_on_redis_cluster(
+    infra: EmbeddedInfra, cluster: list[Valkey], tmp_path: Path
+) -> None:
+    """Worker, API and reconciliation against a 3-master cluster: exact, like standalone."""
+    url = f"redis-cluster://127.0.0.1:{cluster[0].port}/0"
+    env = {"REDIS_URL": url, "DIALER_STATS_CONSUMER_GROUP": "cluster-e2e"}
+    events = list(itertools.islice(Simulation(campaigns=6, seed=51, prefix="cl").events(), 3000))
+    path = tmp_path / "cluster.jsonl"
+    path.write_text("\n".join(json.dumps(e) for e in events) + "\n")
+    worker = Proc(infra, tmp_path / "worker.log", "worker", **env)
+    port = 18741
+    api = Proc(infra, tmp_path / "api.log", "api", "--port", str(port), **env)
+    try:
+        assert run_cli(infra, "produce", str(path)).returncode == 0
+        expected = Expected(events)
+        tokens = {}
+        for org in set(expected.owner.values()):
+            done = run_cli(infra, "token", "create", "--org", org, **env)
+            assert done.returncode == 0, done.stderr
+            tokens[org] = done.stdout.decode().strip()
+        from tests.e2e.test_pipeline import all_batches, api_get, matches
+
+        api_url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: matches(api_url, expected, tokens), timeout=120, what="exact stats")
+        for campaign in expected.campaigns:
+            tok = tokens[expected.owner[campaign]]
+            batches = all_batches(api_url, campaign, tok)
+            assert comparable_batches(batches) == expected.batches(campaign)
+            check_invariants(
+                api_get(api_url, f"/api/v1/campaigns/{campaign}/stats", tok).json(), batches
+            )
+        # the campaigns really are spread over the masters
+        owners = {redis.Redis(port=n.port).dbsize() > 0 for n in cluster}
+        assert owners == {True}
+        dry = run_cli(infra, "reconcile", "--dry-run", "--json", **env)
+        assert dry.returncode == 0, dry.stderr
+        report = json.loads(dry.stdout)
+        mine = [c for c in report["campaigns"] if c["campaign_id"] in expected.campaigns]
+        assert len(mine) == len(expected.campaigns) and all(c["drift"] == 0 for c in mine)
+    finally:
+        worker.stop()
+        api.stop()
