@@ -253,3 +253,17 @@ async def test_reconciliation_report_route(client: httpx.AsyncClient, seeded: An
         "/api/v1/campaigns/cmp_0/reconciliation", headers=await auth(store, "org_1")
     )
     assert other.status_code == 404 and other.json() == {"detail": "Campaign not found"}
+
+
+async def test_metrics_and_readiness_detail(client: httpx.AsyncClient, seeded: Any) -> None:
+    """/metrics exposes request latency by route; /readyz reports the workers' lag."""
+    store, _ = seeded
+    await client.get("/api/v1/campaigns/cmp_0/stats", headers=await auth(store, "org_0"))
+    await store.set_lag({"dialer.contacts:0": 7, "dialer.contacts:1": 5})
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["consumer_lag"] == 12
+    assert ready.json()["consumer_lag_by_partition"]["dialer.contacts:0"] == 7
+    text = (await client.get("/metrics")).text
+    assert 'route="/api/v1/campaigns/{campaign_id}/stats"' in text
+    assert "dialer_stats_http_request_seconds_bucket" in text

@@ -45,6 +45,7 @@ class Proc:
 
     def __init__(self, infra: EmbeddedInfra, log: Path, *args: str, **extra: str) -> None:
         self.log = log
+        self.metrics_url = ""
         self.handle = open(log, "wb")  # noqa: SIM115
         self.process = subprocess.Popen(
             [*CLI, *args], env=cli_env(infra, **extra), stdout=self.handle, stderr=subprocess.STDOUT
@@ -67,7 +68,14 @@ class Proc:
 @pytest.fixture(scope="session")
 def worker(infra: EmbeddedInfra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
     """One faust worker for the session."""
-    proc = Proc(infra, tmp_path_factory.mktemp("worker") / "worker.log", "worker")
+    port = free_port()
+    proc = Proc(
+        infra,
+        tmp_path_factory.mktemp("worker") / "worker.log",
+        "worker",
+        DIALER_STATS_WORKER_METRICS_PORT=str(port),
+    )
+    proc.metrics_url = f"http://127.0.0.1:{port}/metrics"
     yield proc
     proc.stop()
 
