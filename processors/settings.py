@@ -22,6 +22,7 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("REDIS_URL", "DIALER_STATS_REDIS_URL"),
     )
     redis_cluster: bool = False
+    redis_max_connections: int = Field(default=64, ge=2)
 
     topic_batches: str = "dialer.batches"
     topic_contacts: str = "dialer.contacts"

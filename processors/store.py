@@ -28,9 +28,17 @@ def connect(settings: Settings) -> Client:
     if url.startswith("redis-cluster://") or settings.redis_cluster:
         url = url.replace("redis-cluster://", "redis://", 1)
         return cast(Client, RedisCluster.from_url(url, decode_responses=True))
-    return aioredis.Redis.from_url(
-        url, decode_responses=True, health_check_interval=10, socket_connect_timeout=5
+    # A blocking pool: a burst of requests (a thousand streams waking at once) waits
+    # for a connection instead of failing with "Too many connections".
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url,
+        decode_responses=True,
+        health_check_interval=10,
+        socket_connect_timeout=5,
+        max_connections=settings.redis_max_connections,
+        timeout=10,
     )
+    return aioredis.Redis(connection_pool=pool)
 
 
 def token_hash(token: str) -> str:

@@ -22,6 +22,21 @@ router = APIRouter(prefix="/api/v1", tags=["stream"])
 MAX_RATE = 10.0
 
 
+def _render(campaign_id: str, revision: int, fields: dict[str, str]) -> str:
+    """One SSE event; shared by every stream of the campaign at that revision."""
+    cached = _last.get(campaign_id)
+    if cached is not None and cached[0] == revision:
+        return cached[1]
+    body = json.dumps(stats_view(campaign_id, fields), separators=(",", ":"))
+    text = f"id: {revision}\nevent: stats\ndata: {body}\n\n"
+    _last[campaign_id] = (revision, text)
+    return text
+
+
+#: The last rendered event per campaign: a thousand streams serialize it once.
+_last: dict[str, tuple[int, str]] = {}
+
+
 @router.get(
     "/campaigns/{campaign_id}/stats/stream",
     response_class=StreamingResponse,
@@ -70,8 +85,7 @@ async def stats_stream(
                 fields = updates.latest.get(campaign_id) or await store.stats_fields(campaign_id)
                 revision = int(fields.get("rev", 0))
                 if revision != sent:
-                    body = json.dumps(stats_view(campaign_id, fields), separators=(",", ":"))
-                    yield f"id: {revision}\nevent: stats\ndata: {body}\n\n"
+                    yield _render(campaign_id, revision, fields)
                     sent, last_sent_at = revision, time.monotonic()
                 try:
                     await asyncio.wait_for(changed.wait(), timeout=heartbeat)
