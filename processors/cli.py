@@ -8,15 +8,21 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.console import Console
 from rich.progress import Progress
 
 from processors.settings import Settings
+
+if TYPE_CHECKING:
+    from processors.store import Store
+
+T = TypeVar("T")
 
 cli = typer.Typer(
     help="Live, exact campaign statistics for an outbound AI call dialer.",
@@ -209,31 +215,13 @@ def token_create(
     org: Annotated[str, typer.Option("--org", help="Organization the token belongs to.")],
 ) -> None:
     """Print one new token for an organization."""
-    from processors.store import Store, connect
-
-    async def run() -> str:
-        store = Store(connect(_settings()))
-        try:
-            return await store.create_token(org)
-        finally:
-            await store.close()
-
-    print(asyncio.run(run()))
+    print(_with_store(_settings(), lambda store: store.create_token(org)))
 
 
 @token_cli.command("revoke")
 def token_revoke(token: Annotated[str, typer.Argument(help="The token to revoke.")]) -> None:
     """Revoke a token."""
-    from processors.store import Store, connect
-
-    async def run() -> bool:
-        store = Store(connect(_settings()))
-        try:
-            return await store.revoke_token(token)
-        finally:
-            await store.close()
-
-    if not asyncio.run(run()):
+    if not _with_store(_settings(), lambda store: store.revoke_token(token)):
         err.print("error: unknown token")
         raise typer.Exit(1)
     err.print("revoked")
@@ -288,12 +276,17 @@ def up(
 
 
 def _demo_token(settings: Settings, organization: str) -> str:
+    return _with_store(settings, lambda store: store.create_token(organization))
+
+
+def _with_store(settings: Settings, call: Callable[[Store], Awaitable[T]]) -> T:
+    """Run one store call with a connection opened and closed around it."""
     from processors.store import Store, connect
 
-    async def run() -> str:
+    async def run() -> T:
         store = Store(connect(settings))
         try:
-            return await store.create_token(organization)
+            return await call(store)
         finally:
             await store.close()
 

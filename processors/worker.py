@@ -84,24 +84,23 @@ class BatchConsumer(faust_aiokafka.Consumer):
         fetch = self._fetch()
         try:
             while not (consumer_stopped() or fetcher_stopped()):
-                records, active, generation = await fetch
+                records, _, generation = await fetch
                 fetch = self._fetch()
                 if not records or self.should_stop:
                     await self._settle(in_flight)
                     in_flight = None
                     continue
-                if not self.flow_active or generation != self.app.consumer_generation_id:
-                    # rebalancing: what was fetched belongs to the old assignment
+                if not self.flow_active:
+                    # rebalancing: drop what was fetched; the seek re-reads it if it is ours
                     await self._settle(in_flight)
                     in_flight = None
-                    if not self.flow_active:
-                        await self.perform_seek()
+                    await self.perform_seek()
                     continue
-                batch = {
-                    tp: recs
-                    for tp, recs in records.items()
-                    if recs and (active is None or tp in active)
-                }
+                # Keep what still belongs to us even if a rebalance happened meanwhile
+                # (dropping it would skip it: the position has moved past it); what moved
+                # to another worker is read there from the committed offsets.
+                current = self._get_active_partitions()
+                batch = {tp: recs for tp, recs in records.items() if recs and tp in current}
                 if not batch:
                     continue
                 self._check_rewind(batch)
@@ -172,9 +171,10 @@ class BatchConsumer(faust_aiokafka.Consumer):
         for recs in batch.values():
             app.incarnations.note(recs[0])
         await app.incarnations.flush()
-        if self.app.consumer_generation_id != in_flight.generation:
-            return  # partitions moved meanwhile: let the new owner commit
+        current = self._get_active_partitions()
         for tp, recs in batch.items():
+            if tp not in current:
+                continue  # moved to another worker meanwhile: its owner commits it
             self._processed[tp] = recs[-1].offset + 1
             lag = max((self.highwater(tp) or 0) - recs[-1].offset - 1, 0)
             metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
