@@ -276,6 +276,7 @@ class _Probe:
                 bootstrap_servers=self.settings.kafka_bootstrap_servers,
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
+                fetch_max_wait_ms=50,  # Tansu holds a fetch for the whole wait
             )
             await self._consumer.start()
         consumer = self._consumer
