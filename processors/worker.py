@@ -84,7 +84,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
         fetch = self._fetch()
         try:
             while not (consumer_stopped() or fetcher_stopped()):
-                records, _, generation = await fetch
+                records = await fetch
                 fetch = self._fetch()
                 if not records or self.should_stop:
                     await self._settle(in_flight)
@@ -108,9 +108,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
                     [record for recs in batch.values() for record in recs]
                 )
                 await self._settle(in_flight)
-                in_flight = _InFlight(
-                    asyncio.ensure_future(self._apply(prepared)), batch, generation
-                )
+                in_flight = _InFlight(asyncio.ensure_future(self._apply(prepared)), batch)
         finally:
             fetch.cancel()
             with suppress(asyncio.CancelledError, Exception):
@@ -120,12 +118,10 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 with suppress(asyncio.CancelledError, Exception):
                     await asyncio.wait_for(asyncio.shield(self._settle(in_flight)), timeout=10)
 
-    def _fetch(self) -> asyncio.Future[tuple[Any, Any, int]]:
-        generation = self.app.consumer_generation_id
-
-        async def fetch() -> tuple[Any, Any, int]:
-            records, active = await self._wait_next_records(timeout=1.0)
-            return records, active, generation
+    def _fetch(self) -> asyncio.Future[Any]:
+        async def fetch() -> Any:
+            records, _ = await self._wait_next_records(timeout=1.0)
+            return records
 
         return asyncio.ensure_future(fetch())
 
@@ -192,7 +188,6 @@ class _InFlight:
 
     task: asyncio.Future[None]
     batch: Mapping[TP, list[Any]]
-    generation: int
 
 
 class BatchTransport(faust_aiokafka.Transport):

@@ -64,6 +64,19 @@ def matches(url: str, expected: Expected, tokens: dict[str, str]) -> bool:
     return True
 
 
+def assert_exact(api_url: str, expected: Expected, tokens: dict[str, str]) -> None:
+    """Wait until both endpoints of every campaign equal the oracle; check the invariants."""
+    wait_until(
+        lambda: matches(api_url, expected, tokens), timeout=120, what="the API to equal the oracle"
+    )
+    for campaign in expected.campaigns:
+        tok = tokens[expected.owner[campaign]]
+        stats = api_get(api_url, f"/api/v1/campaigns/{campaign}/stats", tok).json()
+        batches = all_batches(api_url, campaign, tok)
+        assert comparable_batches(batches) == expected.batches(campaign)
+        check_invariants(stats, batches)
+
+
 def test_produced_stream_is_reflected_exactly(
     infra: EmbeddedInfra, worker: Proc, api_url: str, tmp_path: Any
 ) -> None:
@@ -85,16 +98,7 @@ def test_produced_stream_is_reflected_exactly(
     expected = Expected(events)
     orgs = sorted(set(expected.owner.values()))
     tokens = {org: token(infra, org) for org in orgs}
-    wait_until(
-        lambda: matches(api_url, expected, tokens), timeout=120, what="the API to equal the oracle"
-    )
-
-    for campaign in expected.campaigns:
-        tok = tokens[expected.owner[campaign]]
-        stats = api_get(api_url, f"/api/v1/campaigns/{campaign}/stats", tok).json()
-        batches = all_batches(api_url, campaign, tok)
-        assert comparable_batches(batches) == expected.batches(campaign)
-        check_invariants(stats, batches)
+    assert_exact(api_url, expected, tokens)
 
     # Tenancy: a token of one organization never sees the other's campaigns.
     foreign = next(c for c in expected.campaigns if expected.owner[c] != orgs[0])

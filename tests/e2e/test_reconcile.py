@@ -13,10 +13,10 @@ import redis
 from processors import keys
 from processors.embedded import EmbeddedInfra
 from processors.simulate import Simulation
-from tests.conftest import wait_until
 from tests.e2e.conftest import Proc, run_cli, token
-from tests.e2e.test_pipeline import all_batches, api_get, matches
-from tests.oracle import Expected, check_invariants, comparable_batches
+from tests.e2e.test_pipeline import api_get, matches
+from tests.e2e.test_pipeline import assert_exact as pipeline_exact
+from tests.oracle import Expected
 
 
 def produce_chunks(
@@ -37,16 +37,7 @@ def produce_chunks(
 
 def assert_exact(api_url: str, infra: EmbeddedInfra, expected: Expected) -> None:
     tokens = {org: token(infra, org) for org in set(expected.owner.values())}
-    wait_until(
-        lambda: matches(api_url, expected, tokens), timeout=120, what="stats to equal the oracle"
-    )
-    for campaign in expected.campaigns:
-        tok = tokens[expected.owner[campaign]]
-        batches = all_batches(api_url, campaign, tok)
-        assert comparable_batches(batches) == expected.batches(campaign)
-        check_invariants(
-            api_get(api_url, f"/api/v1/campaigns/{campaign}/stats", tok).json(), batches
-        )
+    pipeline_exact(api_url, expected, tokens)
 
 
 def test_flushall_mid_stream_then_reconcile_while_sending(
