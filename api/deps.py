@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Path, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from processors.store import Store
+from processors.store.client import Store
 
 _bearer = HTTPBearer(auto_error=False, description="A `gat_…` token of your organization.")
 

@@ -8,8 +8,8 @@ import logging
 from collections import defaultdict
 from collections.abc import AsyncIterator
 
-from processors import keys
-from processors.store import Store
+from processors.store import keys
+from processors.store.client import Store
 
 log = logging.getLogger(__name__)
 

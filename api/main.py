@@ -14,7 +14,7 @@ from api.live import Updates
 from api.routes import batches, dashboard, health, reconciliation, stats, stream
 from processors import StoreUnavailable
 from processors.settings import Settings
-from processors.store import Store, connect
+from processors.store.client import Store, connect
 
 
 def create_app(settings: Settings | None = None, store: Store | None = None) -> FastAPI:

@@ -16,12 +16,12 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from bench.harness import progress, publish_all
-from processors.contract import CALL_STATUSES, CONTACT_STATUSES
-from processors.events import Event, parse
-from processors.produce import Outgoing, route_event
+from processors.domain.contract import CALL_STATUSES, CONTACT_STATUSES
+from processors.domain.events import Event, parse
 from processors.settings import Settings
-from processors.slices import group
-from processors.store import Store
+from processors.store.client import Store
+from processors.store.slices import group
+from processors.tools.produce import Outgoing, route_event
 
 ORG = "org_bench"
 START = datetime(2026, 5, 8, 9, 0, tzinfo=UTC)

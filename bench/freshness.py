@@ -12,9 +12,9 @@ import httpx
 from aiokafka import AIOKafkaProducer
 
 from bench.harness import Figure, median, percentile
-from processors.produce import route_raw
 from processors.settings import Settings
-from processors.simulate import Simulation
+from processors.tools.produce import route_raw
+from processors.tools.simulate import Simulation
 
 PROBE_CAMPAIGN = "cmp_probe"
 PROBE_ORG = "org_probe"

@@ -18,8 +18,8 @@ import httpx
 from aiokafka import AIOKafkaProducer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from processors.embedded import EmbeddedInfra, free_port
-from processors.produce import Outgoing
+from processors.tools.embedded import EmbeddedInfra, free_port
+from processors.tools.produce import Outgoing
 
 CLI = [sys.executable, "-m", "processors.cli"]
 

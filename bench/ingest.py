@@ -16,14 +16,14 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer
 
 from bench.harness import Child, Figure, cpu_seconds, progress, publish_all
-from processors import keys
-from processors.embedded import EmbeddedInfra
-from processors.events import parse
-from processors.produce import route_raw
+from processors.domain.events import parse
 from processors.settings import Settings
-from processors.simulate import Simulation
-from processors.slices import group
-from processors.store import Store
+from processors.store import keys
+from processors.store.client import Store
+from processors.store.slices import group
+from processors.tools.embedded import EmbeddedInfra
+from processors.tools.produce import route_raw
+from processors.tools.simulate import Simulation
 
 
 def backlog(size: int) -> tuple[list[dict[str, Any]], int]:

@@ -12,8 +12,8 @@ import httpx
 import redis.asyncio as aioredis
 
 from bench.harness import Figure, median, percentile
-from processors import keys
-from processors.transitions import unpack_contact, unpack_record
+from processors.domain.transitions import unpack_contact, unpack_record
+from processors.store import keys
 
 
 def latencies(

@@ -11,8 +11,8 @@ from aiokafka import AIOKafkaProducer
 
 from bench.freshness import PROBE_CAMPAIGN, probe_event
 from bench.harness import Figure, median, percentile
-from processors.produce import route_raw
 from processors.settings import Settings
+from processors.tools.produce import route_raw
 
 
 async def measure(

@@ -18,11 +18,11 @@ from rich.table import Table
 
 from bench import dataset, freshness, ingest, reads, streams
 from bench.harness import Child, Figure, api_process
-from processors.embedded import EmbeddedInfra
-from processors.reconcile import Reconciler
+from processors.reconcile.runner import Reconciler
+from processors.reconcile.source import KafkaLogSource
 from processors.settings import Settings
-from processors.source import KafkaLogSource
-from processors.store import Store, connect
+from processors.store.client import Store, connect
+from processors.tools.embedded import EmbeddedInfra
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from rich.progress import Progress
 from processors.settings import Settings
 
 if TYPE_CHECKING:
-    from processors.store import Store
+    from processors.store.client import Store
 
 T = TypeVar("T")
 
@@ -57,7 +57,7 @@ def infra(
     redis_port: Annotated[int, typer.Option(help="valkey port (0: any free port).")] = 6379,
 ) -> None:
     """Run only the embedded broker and valkey, with topics, until Ctrl-C."""
-    from processors.embedded import EmbeddedInfra
+    from processors.tools.embedded import EmbeddedInfra
 
     with EmbeddedInfra(_settings(), kafka_port=kafka_port, redis_port=redis_port) as running:
         for name, value in running.env.items():
@@ -70,7 +70,7 @@ def worker(
     loglevel: Annotated[str, typer.Option(help="Log level.")] = "info",
 ) -> None:
     """Run one faust worker."""
-    from processors.worker import run_worker
+    from processors.worker.app import run_worker
 
     sys.argv = [sys.argv[0], "worker"]  # faust parses argv itself
     run_worker(_settings(), loglevel=loglevel)
@@ -102,7 +102,7 @@ def produce(
     raw: Annotated[bool, typer.Option("--raw", help="Publish every line verbatim.")] = False,
 ) -> None:
     """Publish JSON-lines events to their topics, keyed by entity id."""
-    from processors.produce import open_producer, publish, route_lines
+    from processors.tools.produce import open_producer, publish, route_lines
 
     settings = _settings()
     if file == "-":
@@ -153,8 +153,8 @@ async def _simulate(
 ) -> None:
     import json
 
-    from processors.produce import open_producer, route_raw
-    from processors.simulate import Simulation
+    from processors.tools.produce import open_producer, route_raw
+    from processors.tools.simulate import Simulation
 
     simulation = Simulation(campaigns=campaigns, organizations=organizations, seed=seed)
     producer = await open_producer(settings)
@@ -189,7 +189,7 @@ def reconcile(
     ] = None,
 ) -> None:
     """Recompute every campaign from the event log, report drift, repair it."""
-    from processors.reconcile_cli import run
+    from processors.reconcile.cli import run
 
     with suppress(KeyboardInterrupt):
         code = run(_settings(), campaign=campaign, dry_run=dry_run, as_json=as_json, every=every)
@@ -237,7 +237,7 @@ def up(
     ] = True,
 ) -> None:
     """Run everything on one machine: broker, valkey, worker, API and the simulator."""
-    from processors.embedded import EmbeddedInfra
+    from processors.tools.embedded import EmbeddedInfra
 
     infra_ctx = EmbeddedInfra(_settings(), kafka_port=0, redis_port=0) if embedded else None
     if infra_ctx is not None:
@@ -281,7 +281,7 @@ def _demo_token(settings: Settings, organization: str) -> str:
 
 def _with_store(settings: Settings, call: Callable[[Store], Awaitable[T]]) -> T:
     """Run one store call with a connection opened and closed around it."""
-    from processors.store import Store, connect
+    from processors.store.client import Store, connect
 
     async def run() -> T:
         store = Store(connect(settings))

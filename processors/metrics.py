@@ -1,4 +1,4 @@
-"""Prometheus metrics of the worker."""
+"""Prometheus metrics of the worker and the reconciliation job."""
 
 from __future__ import annotations
 

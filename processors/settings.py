@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     commit_interval: float = Field(default=1.0, gt=0)
     session_timeout: float = Field(default=10.0, gt=0)
     worker_metrics_port: int = Field(default=0, ge=0, le=65535)
-    failpoint: str = ""  # fault-injection tests only: see processors/failpoints.py
+    failpoint: str = ""  # fault-injection tests only: see processors/worker/failpoints.py
 
     reconcile_lock_seconds: int = Field(default=600, ge=10)
     reconcile_metrics_port: int = Field(default=0, ge=0, le=65535)

@@ -12,8 +12,8 @@ import fakeredis
 import pytest
 import redis.asyncio as aioredis
 
-from processors.embedded import Valkey
-from processors.store import Store
+from processors.store.client import Store
+from processors.tools.embedded import Valkey
 
 
 def wait_until(

@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, status
 
 from api.deps import CampaignDep, StoreDep
 from api.schemas import Problem
-from processors import keys
+from processors.store import keys
 
 router = APIRouter(prefix="/api/v1", tags=["reconciliation"])
 

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request, Response
 from api.caching import cached_json, freshness_headers
 from api.deps import CampaignDep, OrgDep, StoreDep
 from api.schemas import CampaignList, CampaignStats, Problem
-from processors.views import stats_view
+from processors.domain.views import stats_view
 
 router = APIRouter(prefix="/api/v1", tags=["stats"])
 

@@ -14,7 +14,7 @@ from fastapi.responses import StreamingResponse
 from api.deps import CAMPAIGN_NOT_FOUND, CampaignId, StoreDep, authenticate
 from api.live import Updates
 from api.schemas import Problem
-from processors.views import stats_view
+from processors.domain.views import stats_view
 
 router = APIRouter(prefix="/api/v1", tags=["stream"])
 

@@ -13,9 +13,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from api.main import create_app
-from processors.embedded import free_port
-from processors.events import Event, parse
-from processors.store import Store
+from processors.domain.events import Event, parse
+from processors.store.client import Store
+from processors.tools.embedded import free_port
 from tests.oracle import Expected
 from tests.store.test_apply import apply_events
 from tests.streams import entity_event, random_stream
@@ -237,7 +237,7 @@ def test_api_never_imports_faust() -> None:
 
 async def test_reconciliation_report_route(client: httpx.AsyncClient, seeded: Any) -> None:
     """The last report is served to the owner only; before any run it is a clear 404."""
-    from processors import keys
+    from processors.store import keys
 
     store, _ = seeded
     headers = await auth(store, "org_0")

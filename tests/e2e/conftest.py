@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from processors.embedded import EmbeddedInfra, free_port
 from processors.settings import Settings
+from processors.tools.embedded import EmbeddedInfra, free_port
 from tests.conftest import wait_until
 
 CLI = [sys.executable, "-m", "processors.cli"]

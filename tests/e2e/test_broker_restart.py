@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import redis
 
-from processors.embedded import EmbeddedInfra
 from processors.settings import Settings
-from processors.simulate import Simulation
+from processors.tools.embedded import EmbeddedInfra
+from processors.tools.simulate import Simulation
 from tests.conftest import wait_until
 from tests.e2e.conftest import Proc, run_cli
 from tests.oracle import Expected

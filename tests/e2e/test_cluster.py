@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from processors.embedded import EmbeddedInfra, Valkey
-from processors.simulate import Simulation
+from processors.tools.embedded import EmbeddedInfra, Valkey
+from processors.tools.simulate import Simulation
 from tests.conftest import wait_until
 from tests.e2e.conftest import Proc, run_cli
 from tests.oracle import Expected

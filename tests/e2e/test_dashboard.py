@@ -10,8 +10,8 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
-from processors.embedded import EmbeddedInfra
-from processors.simulate import Simulation
+from processors.tools.embedded import EmbeddedInfra
+from processors.tools.simulate import Simulation
 from tests.conftest import wait_until
 from tests.e2e.conftest import Proc, run_cli, token
 from tests.e2e.test_pipeline import matches

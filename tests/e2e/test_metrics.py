@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 
-from processors.embedded import EmbeddedInfra
+from processors.tools.embedded import EmbeddedInfra
 from tests.conftest import wait_until
 from tests.e2e.conftest import Proc, run_cli
 

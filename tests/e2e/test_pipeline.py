@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import redis
 
-from processors.embedded import EmbeddedInfra
-from processors.simulate import Simulation
+from processors.tools.embedded import EmbeddedInfra
+from processors.tools.simulate import Simulation
 from tests.conftest import wait_until
 from tests.e2e.conftest import Proc, read_topic, run_cli, token
 from tests.oracle import Expected, check_invariants, comparable_batches

@@ -10,9 +10,9 @@ from typing import Any
 
 import redis
 
-from processors import keys
-from processors.embedded import EmbeddedInfra
-from processors.simulate import Simulation
+from processors.store import keys
+from processors.tools.embedded import EmbeddedInfra
+from processors.tools.simulate import Simulation
 from tests.e2e.conftest import Proc, run_cli, token
 from tests.e2e.test_pipeline import api_get, matches
 from tests.e2e.test_pipeline import assert_exact as pipeline_exact

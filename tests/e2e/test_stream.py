@@ -11,8 +11,8 @@ from typing import Any
 
 import httpx
 
-from processors.embedded import EmbeddedInfra
-from processors.simulate import Simulation
+from processors.tools.embedded import EmbeddedInfra
+from processors.tools.simulate import Simulation
 from tests.conftest import wait_until
 from tests.e2e.conftest import Proc, run_cli, token
 from tests.e2e.test_pipeline import api_get, matches

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from processors import keys
-from processors.embedded import EmbeddedInfra
 from processors.settings import Settings
-from processors.simulate import Simulation
+from processors.store import keys
+from processors.tools.embedded import EmbeddedInfra
+from processors.tools.simulate import Simulation
 from tests.conftest import wait_until
 from tests.e2e.conftest import Proc, read_topic, run_cli
 from tests.oracle import Expected

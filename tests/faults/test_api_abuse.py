@@ -12,9 +12,9 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 
 from api.main import create_app
-from processors.embedded import Valkey
 from processors.settings import Settings
-from processors.store import Store, connect
+from processors.store.client import Store, connect
+from processors.tools.embedded import Valkey
 from tests.store.test_apply import apply_events, parsed
 from tests.streams import random_stream
 

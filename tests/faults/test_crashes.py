@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from processors.failpoints import EXIT_CODE
+from processors.worker.failpoints import EXIT_CODE
 from tests.conftest import wait_until
 from tests.faults.conftest import Scenario
 

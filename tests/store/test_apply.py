@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from processors import keys
-from processors.events import Event, parse
-from processors.lua import APPLIED, REPLAYED, STALE, TENANT_MISMATCH
-from processors.slices import group
-from processors.store import Store
-from processors.transitions import CampaignState, apply
+from processors.domain.events import Event, parse
+from processors.domain.transitions import CampaignState, apply
+from processors.store import keys
+from processors.store.client import Store
+from processors.store.lua import APPLIED, REPLAYED, STALE, TENANT_MISMATCH
+from processors.store.slices import group
 from tests.oracle import Expected, check_invariants, comparable_batches
 from tests.streams import entity_event, random_stream
 
@@ -181,7 +181,7 @@ async def test_every_key_of_a_campaign_shares_one_hash_tag(store: Store) -> None
 
 def stats_of(client: Any, expected: Expected) -> bool:
     """Whether a synchronous Redis client's counters equal the oracle for every campaign."""
-    from processors.views import stats_view
+    from processors.domain.views import stats_view
 
     return all(
         stats_view(campaign, client.hgetall(keys.stats(campaign))) == expected.stats(campaign)

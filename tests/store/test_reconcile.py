@@ -8,11 +8,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from processors import keys
-from processors.contract import Rejection
-from processors.events import parse
-from processors.reconcile import Reconciler
-from processors.store import Store
+from processors.domain.contract import Rejection
+from processors.domain.events import parse
+from processors.reconcile.runner import Reconciler
+from processors.store import keys
+from processors.store.client import Store
 from tests.oracle import Expected, check_invariants, comparable_batches
 from tests.store.test_apply import apply_events, assert_matches
 from tests.streams import random_stream
@@ -175,7 +175,7 @@ async def test_one_reconciler_at_a_time(valkey_server: Any) -> None:
     import redis.asyncio as aioredis
 
     from processors import metrics
-    from processors.reconcile_cli import LOCK_KEY, AlreadyRunning, reconcile_once
+    from processors.reconcile.cli import LOCK_KEY, AlreadyRunning, reconcile_once
     from processors.settings import Settings
 
     client = aioredis.Redis.from_url(valkey_server.url)

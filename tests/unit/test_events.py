@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from processors.events import (
+from processors.domain.events import (
     BatchUpserted,
     CallRecordCompleted,
     ContactStatusChanged,
@@ -17,7 +17,7 @@ from processors.events import (
     normalise_status,
     parse,
 )
-from processors.slices import iso
+from processors.store.slices import iso
 
 CONTACT: dict[str, Any] = {
     "event_id": "evt_1",

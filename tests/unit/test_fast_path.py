@@ -9,9 +9,9 @@ import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from processors.contract import Rejection
-from processors.events import _DECODER, _normalised, parse
-from processors.schema import validate
+from processors.domain.contract import Rejection
+from processors.domain.events import _DECODER, _normalised, parse
+from processors.domain.schema import validate
 from tests.streams import entity_event
 
 FIELDS = [
@@ -88,7 +88,7 @@ def test_simulated_traffic_takes_the_fast_path() -> None:
     """Ordinary events, messy statuses included, never need the slow path."""
     import itertools
 
-    from processors.simulate import Simulation
+    from processors.tools.simulate import Simulation
 
     for event in itertools.islice(Simulation(seed=3, messy_rate=0.5).events(), 2000):
         decoded = _DECODER.decode(json.dumps(event).encode())

@@ -9,10 +9,10 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from processors.events import Event, parse
-from processors.lua import APPLIED, BATCH_MISMATCH, STALE, TENANT_MISMATCH
-from processors.transitions import CampaignState, apply, batch_counters, stats_counters
-from processors.views import batch_view, stats_view
+from processors.domain.events import Event, parse
+from processors.domain.transitions import CampaignState, apply, batch_counters, stats_counters
+from processors.domain.views import batch_view, stats_view
+from processors.store.lua import APPLIED, BATCH_MISMATCH, STALE, TENANT_MISMATCH
 from tests.oracle import Expected, check_invariants, comparable_batches
 from tests.streams import entity_event, random_stream
 

@@ -12,11 +12,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
-from processors import keys, metrics
-from processors.reconcile import Reconciler, Report
+from processors import metrics
+from processors.reconcile.runner import Reconciler, Report
+from processors.reconcile.source import KafkaLogSource
 from processors.settings import Settings
-from processors.source import KafkaLogSource
-from processors.store import Store, connect
+from processors.store import keys
+from processors.store.client import Store, connect
 
 LOCK_KEY = f"{keys.PREFIX}:reconcile:lock"
 

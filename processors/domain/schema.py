@@ -20,7 +20,7 @@ from pydantic import (
     ValidationError,
 )
 
-from processors.contract import (
+from processors.domain.contract import (
     EVENT_TYPES,
     ID_PATTERN,
     MAX_VERSION,

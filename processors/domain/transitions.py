@@ -11,9 +11,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from processors.events import BatchUpserted, ContactStatusChanged, Event
-from processors.lua import APPLIED, BATCH_MISMATCH, STALE, TENANT_MISMATCH
-from processors.slices import epoch_ms, iso
+from processors.domain.events import BatchUpserted, ContactStatusChanged, Event
+from processors.store.lua import APPLIED, BATCH_MISMATCH, STALE, TENANT_MISMATCH
+from processors.store.slices import epoch_ms, iso
 
 
 @dataclass(slots=True)
@@ -127,7 +127,7 @@ def batch_counters(state: CampaignState) -> dict[str, dict[str, int]]:
 
 def unpack_contact(packed: str) -> ContactState:
     """A contact's state as stored: `version|status code|retry_count|batch_id`."""
-    from processors.lua import CONTACT_BY_CODE
+    from processors.store.lua import CONTACT_BY_CODE
 
     version, code, retry, batch_id = packed.split("|", 3)
     return ContactState(int(version), CONTACT_BY_CODE[code], int(retry), batch_id)
@@ -135,7 +135,7 @@ def unpack_contact(packed: str) -> ContactState:
 
 def unpack_record(packed: str) -> RecordState:
     """A call record's state as stored: `version|status code|follow-up flag`."""
-    from processors.lua import CALL_BY_CODE
+    from processors.store.lua import CALL_BY_CODE
 
     version, code, follow_up = packed.split("|")
     return RecordState(int(version), CALL_BY_CODE[code], follow_up == "1")

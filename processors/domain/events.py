@@ -15,7 +15,7 @@ from typing import Annotated, ClassVar, Final
 
 import msgspec
 
-from processors.contract import (
+from processors.domain.contract import (
     BATCH_STATUSES,
     CALL_STATUSES,
     CONTACT_STATUSES,
@@ -24,7 +24,7 @@ from processors.contract import (
     Rejection,
     normalise_status,
 )
-from processors.schema import EventModel, validate
+from processors.domain.schema import EventModel, validate
 
 EntityId = Annotated[str, msgspec.Meta(pattern=ID_PATTERN)]
 EventId = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]

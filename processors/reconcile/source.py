@@ -13,8 +13,8 @@ from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from processors.pipeline import Record
 from processors.settings import Settings
+from processors.worker.pipeline import Record
 
 
 class Source(Protocol):

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from processors import metrics
-from processors.contract import Rejection
-from processors.deadletter import Source, dead_letter
-from processors.events import Event, parse
-from processors.lua import APPLIED, BATCH_MISMATCH, REPLAYED, STALE, TENANT_MISMATCH
-from processors.slices import Slice, encode, group
-from processors.store import Store
+from processors.domain.contract import Rejection
+from processors.domain.deadletter import Source, dead_letter
+from processors.domain.events import Event, parse
+from processors.store.client import Store
+from processors.store.lua import APPLIED, BATCH_MISMATCH, REPLAYED, STALE, TENANT_MISMATCH
+from processors.store.slices import Slice, encode, group
 
 
 class Record(Protocol):

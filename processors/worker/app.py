@@ -21,11 +21,11 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
 from processors import metrics
-from processors.failpoints import Failpoints
-from processors.incarnation import Incarnations
-from processors.pipeline import BatchProcessor, Prepared, Record
 from processors.settings import Settings
-from processors.store import Store, connect
+from processors.store.client import Store, connect
+from processors.worker.failpoints import Failpoints
+from processors.worker.incarnation import Incarnations
+from processors.worker.pipeline import BatchProcessor, Prepared, Record
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Final
 
-from processors import keys
-from processors.contract import BATCH_STATUSES, CALL_STATUSES, CONTACT_STATUSES
+from processors.domain.contract import BATCH_STATUSES, CALL_STATUSES, CONTACT_STATUSES
+from processors.store import keys
 
 #: One-letter codes that pack entity state compactly; position in the status tuple.
 CONTACT_CODES: Final = {s: chr(ord("a") + i) for i, s in enumerate(CONTACT_STATUSES)}

@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass
 from typing import Final
 
-from processors.contract import Rejection
+from processors.domain.contract import Rejection
 
 #: Larger originals keep their first bytes and a SHA-256 of the whole.
 ORIGINAL_LIMIT: Final = 4096

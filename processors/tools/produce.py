@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
 
-from processors.contract import Rejection
-from processors.events import BatchUpserted, ContactStatusChanged, Event, parse
+from processors.domain.contract import Rejection
+from processors.domain.events import BatchUpserted, ContactStatusChanged, Event, parse
 from processors.settings import Settings
 
 _ENTITY_FIELDS = {

@@ -12,12 +12,13 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError, RedisError
 
-from processors import StoreUnavailable, keys
-from processors.contract import BATCH_STATUSES
-from processors.lua import APPLY_SLICE, RECOUNT, REMOVE_ENTITIES, campaign_keys
+from processors import StoreUnavailable
+from processors.domain.contract import BATCH_STATUSES
+from processors.domain.views import batch_view, stats_view
 from processors.settings import Settings
-from processors.slices import Slice, encode
-from processors.views import batch_view, stats_view
+from processors.store import keys
+from processors.store.lua import APPLY_SLICE, RECOUNT, REMOVE_ENTITIES, campaign_keys
+from processors.store.slices import Slice, encode
 
 Client = aioredis.Redis | RedisCluster
 

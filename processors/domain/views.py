@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from processors.contract import (
+from processors.domain.contract import (
     BATCH_STATUSES,
     CALL_STATUSES,
     CONTACT_STATUSES,

@@ -18,8 +18,8 @@ import zlib
 from collections.abc import Awaitable, Callable
 
 from processors import metrics
-from processors.pipeline import Record
-from processors.store import Store
+from processors.store.client import Store
+from processors.worker.pipeline import Record
 
 log = logging.getLogger(__name__)
 

@@ -22,12 +22,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from processors import keys
-from processors.contract import Rejection
-from processors.events import parse
-from processors.source import Source
-from processors.store import Store
-from processors.transitions import (
+from processors.domain.contract import Rejection
+from processors.domain.events import parse
+from processors.domain.transitions import (
     CampaignState,
     apply,
     batch_counters,
@@ -35,6 +32,9 @@ from processors.transitions import (
     unpack_contact,
     unpack_record,
 )
+from processors.reconcile.source import Source
+from processors.store import keys
+from processors.store.client import Store
 
 REPAIR_CHUNK = 1000
 
@@ -309,8 +309,8 @@ class Reconciler:
         contacts: list[Any],
         records: list[Any],
     ) -> int:
-        from processors.lua import TENANT_MISMATCH
-        from processors.slices import encode_repair
+        from processors.store.lua import TENANT_MISMATCH
+        from processors.store.slices import encode_repair
 
         org = state.organization_id or ""
         calls = []

@@ -13,12 +13,12 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from processors import keys
-from processors.events import BatchUpserted, CallRecordCompleted, ContactStatusChanged, Event
-from processors.lua import CALL_CODES, CONTACT_CODES, EVENT_SEP, FIELD_SEP, campaign_keys
+from processors.domain.events import BatchUpserted, CallRecordCompleted, ContactStatusChanged, Event
+from processors.store import keys
+from processors.store.lua import CALL_CODES, CONTACT_CODES, EVENT_SEP, FIELD_SEP, campaign_keys
 
 if TYPE_CHECKING:
-    from processors.transitions import BatchState, ContactState, RecordState
+    from processors.domain.transitions import BatchState, ContactState, RecordState
 
 TopicPartition = tuple[str, int]
 

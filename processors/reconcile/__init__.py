@@ -1,0 +1,1 @@
+"""Reconciliation: recompute every number from a source of truth and repair drift."""

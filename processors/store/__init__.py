@@ -1,0 +1,1 @@
+"""Redis: key names, Lua scripts, the encoding of script calls and the client."""

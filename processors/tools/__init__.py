@@ -1,0 +1,1 @@
+"""Development tools: the embedded broker and valkey, the producer, the simulator."""

@@ -1,0 +1,1 @@
+"""The worker: faust integration, the batch pipeline, partition incarnations, metrics."""
