@@ -5,6 +5,10 @@ several times less than the pydantic models of `schema`, which stay the authorit
 message the structs do not accept outright -- anything invalid, or an unusual but valid
 spelling -- is validated by the models, which decide the rejection reason. Property tests
 hold the structs to accept nothing the models refuse, with equal values.
+
+A value framed by a schema-registry JSON serializer (magic byte 0, a 4-byte schema id, then
+the JSON) is the same event as the bare JSON: the frame is dropped before decoding. JSON
+text never starts with a zero byte, so one byte tells them apart.
 """
 
 from __future__ import annotations
@@ -94,12 +98,20 @@ def entity_id(event: Event) -> str:
     return event.execution_id
 
 
+#: Schema-registry wire format: magic byte 0 and a 4-byte big-endian schema id.
+FRAME_BYTES: Final = 5
+
+
 def parse(raw: bytes | None, *, max_bytes: int = 64 * 1024) -> Event | Rejection:
     """Validate one message value; never raises on data."""
     if raw is None or len(raw) == 0:
         return Rejection("invalid_json", "empty message")
     if len(raw) > max_bytes:
         return Rejection("oversized", f"message of {len(raw)} bytes exceeds {max_bytes} bytes")
+    if raw[0] == 0:  # schema-registry framing
+        if len(raw) <= FRAME_BYTES:
+            return Rejection("invalid_json", "a schema-registry frame without a payload")
+        raw = raw[FRAME_BYTES:]
     if _NANOS.search(raw) is None:
         try:
             event = _DECODER.decode(raw)

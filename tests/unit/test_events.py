@@ -150,3 +150,32 @@ def test_normalise_is_idempotent(text: str) -> None:
     once = normalise_status(text)
     assert normalise_status(once) == once
     assert "-" not in once and once == once.lower()
+
+
+def framed(payload: bytes, schema_id: int = 42) -> bytes:
+    """A value as a schema-registry JSON serializer writes it."""
+    return b"\x00" + schema_id.to_bytes(4, "big") + payload
+
+
+@pytest.mark.parametrize("schema_id", [0, 1, 42, 2**31 - 1])
+def test_schema_registry_framed_json_is_the_same_event(schema_id: int) -> None:
+    """Magic byte 0 + a 4-byte schema id before the JSON: the same event as the bare JSON,
+    messy spellings included."""
+    for raw in (encode(CONTACT), encode(CONTACT, status="IN-PROGRESS")):
+        assert parse(framed(raw, schema_id)) == parse(raw)
+    assert isinstance(parse(framed(encode(CONTACT), schema_id)), ContactStatusChanged)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (b"\x00", "invalid_json"),
+        (b"\x00\x00\x00\x00\x07", "invalid_json"),
+        (framed(b"not json"), "invalid_json"),
+        (framed(b"[1]"), "not_an_object"),
+        (framed(encode(CONTACT, status="teleported")), "unknown_status"),
+    ],
+)
+def test_bad_framed_values_are_rejected_by_their_payload(raw: bytes, expected: str) -> None:
+    """A frame without a payload, or with a bad one, has the payload's reason."""
+    assert reason(raw) == expected
