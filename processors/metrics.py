@@ -6,7 +6,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS = Counter(
     "dialer_stats_events_total",
-    "Input messages by outcome (applied, replayed, stale, dead_lettered).",
+    "Input messages by outcome (applied, replayed, stale, dead_lettered, tombstone).",
     ["outcome"],
 )
 DEAD_LETTERS = Counter(
@@ -38,4 +38,24 @@ RECONCILE_DRIFT = Counter(
 )
 RECONCILE_FIXED = Counter(
     "dialer_stats_reconcile_fixed_total", "Differences repaired by reconciliation."
+)
+TOMBSTONES = Counter(
+    "dialer_stats_tombstones_total",
+    "Records with a null value (compaction tombstones): not events, skipped.",
+    ["topic"],
+)
+ABORTED_RECORDS = Counter(
+    "dialer_stats_aborted_records_total",
+    "Records of aborted transactions skipped by the reader.",
+    ["topic"],
+)
+DECODE_FAILURES = Counter(
+    "dialer_stats_decode_failures_total",
+    "Fetched batches that could not be decoded (missing codec, corrupt data, bad CRC).",
+    ["topic"],
+)
+PARTITION_STUCK = Gauge(
+    "dialer_stats_partition_stuck",
+    "1 while the partition is stopped before a batch it cannot decode (retried with backoff).",
+    ["topic", "partition"],
 )
