@@ -36,7 +36,7 @@ class Sizes:
 
 
 FULL = Sizes(
-    ingest=300_000, big=1_000_000, requests=500, recounts=5, fresh_seconds=20.0,
+    ingest=1_000_000, big=1_000_000, requests=500, recounts=5, fresh_seconds=20.0,
     stream_clients=1000,
 )  # fmt: skip
 QUICK = Sizes(

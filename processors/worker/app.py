@@ -1,16 +1,28 @@
 """The faust worker: faust keeps the app, group membership, assignment and commits; whole
 fetched record batches bypass its per-message machinery and go to `BatchProcessor`.
 
-faust's stock consumer turns every record into a message, a task and a stream step
-(~200 us each); here `_drain_messages` hands each `getmany` result to the pipeline and
-marks the partitions' offsets as processed, which faust's commit loop then commits.
+This is the one module that knows faust's internals. faust's stock consumer turns every
+record into a message, a task and a stream step (~200 us each); here `_drain_messages`
+hands each `getmany` result to the pipeline and, once its scripts and dead letters are
+done, marks the partitions' next offsets as processed. What faust relies on, each pinned
+by a contract test in `tests/worker/test_faust_contract.py`:
+
+- its commit loop (every `broker_commit_interval`) and its stop path commit the offsets
+  `_new_offset` answers for the partitions `_filter_tps_with_pending_acks` yields -- faust
+  fills those from per-message acks, which the batch path never makes, so both are
+  answered from `_processed` here;
+- `on_partitions_revoked` runs before the partitions go to another member: the batch in
+  flight is finished and the revoked partitions' offsets committed there, so the next
+  owner starts where this one stopped;
+- the Fetcher's stop cancels `_drain_messages`: the apply in flight is shielded from that
+  cancel, finished and marked, and the final commit then includes it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, ClassVar, cast
@@ -20,7 +32,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
-from processors import metrics
+from processors import fetching, metrics
 from processors.settings import Settings
 from processors.store.client import Store, connect
 from processors.worker.failpoints import Failpoints
@@ -31,11 +43,13 @@ log = logging.getLogger(__name__)
 
 
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
-    """faust's aiokafka consumer thread with a short fetch wait.
+    """faust's aiokafka consumer thread with a short fetch wait, reading committed records.
 
     faust fixes `fetch_max_wait_ms` at 1500. A broker that holds an empty fetch for the
     whole wait instead of answering when data arrives (Tansu 0.6 does) then delays every
     event by up to 1.5 s; the wait is a setting here (`DIALER_STATS_FETCH_MAX_WAIT_MS`).
+    faust reads `read_committed` only inside its own transactions; records of aborted
+    transactions must never count, so the worker always does (see `processors.fetching`).
     """
 
     def _create_consumer(self, loop: asyncio.AbstractEventLoop) -> Any:
@@ -43,7 +57,16 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         app = self.app
         assert isinstance(app, DialerApp)
         consumer._fetch_max_wait_ms = app.fetch_max_wait_ms
+        consumer._isolation_level = fetching.ISOLATION_LEVEL  # read when the fetcher starts
         return consumer
+
+    def highwater(self, tp: TP) -> int:
+        """The end a committed reader can reach: the last stable offset."""
+        consumer = self._ensure_consumer()
+        stable = consumer.last_stable_offset(tp)
+        if stable is not None and stable >= 0:
+            return int(stable)
+        return int(consumer.highwater(tp) or 0)
 
 
 class BatchConsumer(faust_aiokafka.Consumer):
@@ -57,8 +80,12 @@ class BatchConsumer(faust_aiokafka.Consumer):
     def _reset_state(self) -> None:
         super()._reset_state()
         self._processed = {}
+        self._in_flight: _InFlight | None = None
+        self._settling = asyncio.Lock()
         self._lag: dict[str, int] = {}
         self._lag_reported = 0.0
+        self._stuck: dict[TP, fetching.Hold] = {}
+        self._holds_reported = 0.0
 
     @property
     def _dialer(self) -> DialerApp:
@@ -69,31 +96,71 @@ class BatchConsumer(faust_aiokafka.Consumer):
     def _new_offset(self, tp: TP) -> int | None:
         return self._processed.get(tp)
 
+    def _filter_tps_with_pending_acks(self, topics: Any = None) -> Iterator[TP]:
+        # faust commits the partitions this yields, at `_new_offset`
+        return (
+            tp
+            for tp in list(self._processed)
+            if topics is None or tp in topics or tp.topic in topics
+        )
+
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        await self._finish_in_flight()
+        await self._commit_revoked(revoked)
         for tp in revoked:
             self._processed.pop(tp, None)
+        fields = [f"{tp.topic}:{tp.partition}" for tp in revoked]
+        for field in fields:
+            self._lag.pop(field, None)
+        with suppress(Exception):  # only informative (/readyz)
+            await self._dialer.store.drop_lag(fields)
+        await self._forget_stuck({tp for tp in self._stuck if tp in revoked})
         self._dialer.incarnations.forget({(tp.topic, tp.partition) for tp in revoked})
         await super().on_partitions_revoked(revoked)
+
+    async def _commit_revoked(self, revoked: set[TP]) -> None:
+        """Commit what was applied of partitions about to move to another member."""
+        offsets = {
+            tp: offset
+            for tp in revoked
+            if (offset := self._processed.get(tp)) is not None and self._should_commit(tp, offset)
+        }
+        if not offsets:
+            return
+        try:
+            await self._commit_offsets(offsets)
+        except Exception:
+            # the next owner re-reads from the last commit; the fences make that a no-op
+            log.exception("committing revoked partitions failed")
+
+    async def on_stop(self) -> None:
+        await self._finish_in_flight()
+        await super().on_stop()
+
+    async def _finish_in_flight(self) -> None:
+        """Let the batch being applied finish and mark it (revocation, stop)."""
+        in_flight = self._in_flight
+        if in_flight is not None:
+            with suppress(Exception):
+                await self._settle(in_flight)  # a failed batch stays unmarked: re-read
 
     async def _drain_messages(self, fetcher: Any) -> None:
         """Fetch, prepare and apply in a pipeline: while Redis applies batch k, batch k+1 is
         fetched (in the consumer thread) and validated and encoded here."""
         consumer_stopped = self._stopped.is_set
         fetcher_stopped = fetcher._stopped.is_set
-        in_flight: _InFlight | None = None
         fetch = self._fetch()
         try:
             while not (consumer_stopped() or fetcher_stopped()):
                 records = await fetch
                 fetch = self._fetch()
+                await self._report_holds()
                 if not records or self.should_stop:
-                    await self._settle(in_flight)
-                    in_flight = None
+                    await self._settle(self._in_flight)
                     continue
                 if not self.flow_active:
                     # rebalancing: drop what was fetched; the seek re-reads it if it is ours
-                    await self._settle(in_flight)
-                    in_flight = None
+                    await self._settle(self._in_flight)
                     await self.perform_seek()
                     continue
                 # Keep what still belongs to us even if a rebalance happened meanwhile
@@ -107,16 +174,19 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 prepared = await self._dialer.processor.prepare(
                     [record for recs in batch.values() for record in recs]
                 )
-                await self._settle(in_flight)
-                in_flight = _InFlight(asyncio.ensure_future(self._apply(prepared)), batch)
+                await self._settle(self._in_flight)
+                if self.should_stop or fetcher_stopped():
+                    break  # not started, so not marked: the successor reads it
+                task = asyncio.ensure_future(self._apply(prepared))
+                self._in_flight = _InFlight(task, batch)
         finally:
             fetch.cancel()
             with suppress(asyncio.CancelledError, Exception):
                 await fetch
-            if in_flight is not None:
-                # finish the batch being applied and mark it, so the final commit has it
-                with suppress(asyncio.CancelledError, Exception):
-                    await asyncio.wait_for(asyncio.shield(self._settle(in_flight)), timeout=10)
+            # Finish the batch being applied and mark it, so the final commit has it. The
+            # settle is shielded: the Fetcher cancels this coroutine again while it waits.
+            with suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(asyncio.shield(self._finish_in_flight()), timeout=10)
 
     def _fetch(self) -> asyncio.Future[Any]:
         async def fetch() -> Any:
@@ -157,11 +227,20 @@ class BatchConsumer(faust_aiokafka.Consumer):
                     raise
 
     async def _settle(self, in_flight: _InFlight | None) -> None:
-        """Wait for the batch being applied, then mark its offsets processed."""
+        """Wait for a batch being applied, then mark its offsets processed (once)."""
         if in_flight is None:
             return
-        await in_flight.task
-        batch = in_flight.batch
+        # shielded: a cancel of the waiter (stop, revocation) must not abort the scripts
+        await asyncio.shield(in_flight.task)
+        async with self._settling:
+            if in_flight.settled:
+                return
+            await self._mark(in_flight.batch)
+            in_flight.settled = True
+            if self._in_flight is in_flight:
+                self._in_flight = None
+
+    async def _mark(self, batch: Mapping[TP, list[Any]]) -> None:
         metrics.BATCH_SIZE.observe(sum(len(recs) for recs in batch.values()))
         app = self._dialer
         for recs in batch.values():
@@ -181,6 +260,44 @@ class BatchConsumer(faust_aiokafka.Consumer):
             with suppress(Exception):  # only informative (/readyz)
                 await app.store.set_lag(self._lag)
 
+    async def _report_holds(self) -> None:
+        """Publish the partitions stuck before a batch they cannot decode (metric, /readyz);
+        the fetcher pauses and retries them (`processors.fetching`)."""
+        now = asyncio.get_running_loop().time()
+        if now - self._holds_reported < 1.0:
+            return
+        self._holds_reported = now
+        consumer = self._thread._consumer
+        held = fetching.holds(consumer) if consumer is not None else {}
+        stuck = {tp: hold for tp, hold in held.items() if hold.undecodable}
+        await self._forget_stuck(set(self._stuck) - set(stuck))
+        self._stuck = stuck
+        for tp in stuck:
+            metrics.PARTITION_STUCK.labels(tp.topic, str(tp.partition)).set(1)
+        if stuck:
+            with suppress(Exception):  # only informative (/readyz); refreshed every second
+                await self._dialer.store.set_stuck(
+                    {
+                        f"{tp.topic}:{tp.partition}": {
+                            "offset": hold.offset,
+                            "reason": hold.reason,
+                            "since": hold.since,
+                            "retries": hold.retries,
+                        }
+                        for tp, hold in stuck.items()
+                    }
+                )
+
+    async def _forget_stuck(self, tps: set[TP]) -> None:
+        """These partitions are no longer stuck here (recovered, or revoked)."""
+        if not tps:
+            return
+        for tp in tps:
+            self._stuck.pop(tp, None)
+            metrics.PARTITION_STUCK.labels(tp.topic, str(tp.partition)).set(0)
+        with suppress(Exception):
+            await self._dialer.store.drop_stuck(f"{tp.topic}:{tp.partition}" for tp in tps)
+
 
 @dataclass
 class _InFlight:
@@ -188,6 +305,7 @@ class _InFlight:
 
     task: asyncio.Future[None]
     batch: Mapping[TP, list[Any]]
+    settled: bool = False
 
 
 class BatchTransport(faust_aiokafka.Transport):
@@ -217,6 +335,7 @@ class DialerApp(faust.App):
 
 def create_app(settings: Settings) -> DialerApp:
     """Build the worker app for the given settings."""
+    fetching.install()
     brokers = [f"kafka://{host.strip()}" for host in settings.kafka_bootstrap_servers.split(",")]
     app = DialerApp(
         settings.consumer_group,
@@ -233,6 +352,7 @@ def create_app(settings: Settings) -> DialerApp:
         broker_max_poll_records=settings.fetch_max_records,
         broker_request_timeout=30.0,
         producer_acks=-1,
+        producer_compression_type=settings.compression_type,
     )
     store = Store(connect(settings))
     dead_letter_topic = settings.topic_dead_letter
@@ -250,6 +370,7 @@ def create_app(settings: Settings) -> DialerApp:
         send_dead_letter,
         app.incarnations.epoch,
         max_message_bytes=settings.max_message_bytes,
+        failpoint=app.failpoints.hit,
     )
     for name in settings.source_topics:
         topic = app.topic(name, key_type=bytes, value_type=bytes, value_serializer="raw")
@@ -272,6 +393,7 @@ class _Probe:
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
                 fetch_max_wait_ms=50,  # Tansu holds a fetch for the whole wait
+                isolation_level=fetching.ISOLATION_LEVEL,
             )
             await self._consumer.start()
         consumer = self._consumer
@@ -289,11 +411,27 @@ class _Probe:
             highwater = consumer.highwater(tp)
             if highwater is not None and highwater <= start:
                 return None  # empty log
+            hold = fetching.holds(consumer).get(tp)
+            if hold is not None and hold.undecodable and hold.offset == start:
+                # The first batch cannot be decoded (yet): its offset stands in for the
+                # record, the same every time until it decodes.
+                return _Undecodable(topic, partition, start)
         return None
 
     async def close(self) -> None:
         if self._consumer is not None:
             await self._consumer.stop()
+
+
+@dataclass(frozen=True, slots=True)
+class _Undecodable:
+    """The first record of a log whose first batch cannot be decoded."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None = None
+    value: bytes | None = None
 
 
 def run_worker(settings: Settings, loglevel: str = "info") -> None:

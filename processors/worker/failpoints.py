@@ -2,8 +2,9 @@
 
 `DIALER_STATS_FAILPOINT=after_apply:3` makes the worker exit abruptly (no cleanup, like
 SIGKILL) the third time it passes `after_apply`. Points: `before_apply` (a batch is
-validated, nothing written), `after_apply` (its scripts ran, its offsets are not yet
-marked or committed).
+validated, nothing written), `after_script` (its scripts ran; no dead letter, registration
+or announce of it sent yet), `after_apply` (all of that done, its offsets not yet marked
+or committed).
 """
 
 from __future__ import annotations

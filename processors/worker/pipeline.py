@@ -1,7 +1,8 @@
 """The hot path: one fetched batch of records in, one script call per campaign slice out.
 
 Free of faust: the worker's consumer hands whole record batches here, and tests drive it
-directly. Every record ends as exactly one of applied, replayed, stale or dead-lettered.
+directly. Every record ends as exactly one of applied, replayed, stale or dead-lettered --
+or, with a null value (a compaction tombstone, not an event), as a skipped `tombstone`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from processors.domain.contract import Rejection
 from processors.domain.deadletter import Source, dead_letter
 from processors.domain.events import Event, parse
 from processors.store.client import Store
-from processors.store.lua import APPLIED, BATCH_MISMATCH, REPLAYED, STALE, TENANT_MISMATCH
+from processors.store.lua import APPLIED, REPLAYED, STALE, TENANT_MISMATCH
 from processors.store.slices import Slice, encode, group
 
 
@@ -42,9 +43,6 @@ EpochOf = Callable[[str, int], Awaitable[int]]
 
 _LUA_REJECTIONS = {
     TENANT_MISMATCH: Rejection("tenant_mismatch", "the campaign belongs to another organization"),
-    BATCH_MISMATCH: Rejection(
-        "batch_mismatch", "the contact is already known in another batch of the campaign"
-    ),
 }
 _OUTCOMES = {APPLIED: "applied", REPLAYED: "replayed", STALE: "stale"}
 
@@ -58,6 +56,7 @@ class Prepared:
     calls: list[tuple[list[str], list[str]]]
     rejected: list[tuple[Record, Rejection]]
     seconds: float
+    tombstones: int = 0
 
 
 class BatchProcessor:
@@ -70,11 +69,13 @@ class BatchProcessor:
         epoch_of: EpochOf,
         *,
         max_message_bytes: int = 64 * 1024,
+        failpoint: Callable[[str], None] = lambda name: None,
     ) -> None:
         self.store = store
         self.send_dead_letter = send_dead_letter
         self.epoch_of = epoch_of
         self.max_message_bytes = max_message_bytes
+        self.failpoint = failpoint
         self._registered: set[str] = set()
 
     async def process(self, records: Sequence[Record]) -> Counter[str]:
@@ -86,8 +87,13 @@ class BatchProcessor:
         started = time.perf_counter()
         valid: list[tuple[str, int, int, Event]] = []
         rejected: list[tuple[Record, Rejection]] = []
+        tombstones = 0
         max_bytes = self.max_message_bytes
         for record in records:
+            if record.value is None:  # a tombstone: no event, nothing to dead-letter
+                tombstones += 1
+                metrics.TOMBSTONES.labels(record.topic).inc()
+                continue
             outcome = parse(record.value, max_bytes=max_bytes)
             if isinstance(outcome, Rejection):
                 rejected.append((record, outcome))
@@ -99,7 +105,8 @@ class BatchProcessor:
             for topic, partition in {(t, p) for t, p, _, _ in valid}
         }
         calls = [encode(part, epochs) for part in slices]
-        return Prepared(records, slices, calls, rejected, time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        return Prepared(records, slices, calls, rejected, seconds, tombstones)
 
     async def apply(self, prepared: Prepared) -> Counter[str]:
         """The I/O half: one script call per slice, dead letters, tallies."""
@@ -107,18 +114,22 @@ class BatchProcessor:
         tally: Counter[str] = Counter()
         rejected = list(prepared.rejected)
         results = await self.store.apply_calls(prepared.calls)
+        self.failpoint("after_script")
         owners: dict[str, str] = {}
         changed: set[str] = set()
         late: list[tuple[tuple[str, int, int], Rejection]] = []
         for part, codes in zip(prepared.slices, results, strict=True):
-            if APPLIED in codes:
+            # A replay means an earlier run of this slice may have died before its side
+            # effects (registration, announce, dead letters): they are repeated, and the
+            # script gives a replayed foreign event its tenant verdict again.
+            if APPLIED in codes or REPLAYED in codes:
                 changed.add(part.campaign_id)
             for (topic, partition, offset, event), code in zip(part.items, codes, strict=True):
                 if code in _LUA_REJECTIONS:
                     late.append(((topic, partition, offset), _LUA_REJECTIONS[code]))
                     continue
                 tally[_OUTCOMES[code]] += 1
-                if code == APPLIED and event.campaign_id not in self._registered:
+                if event.campaign_id not in self._registered:
                     owners[event.campaign_id] = event.organization_id
         if late:
             by_offset = {(r.topic, r.partition, r.offset): r for r in prepared.records}
@@ -130,6 +141,8 @@ class BatchProcessor:
             await self.store.announce(changed)
         await self._dead_letter(rejected)
         tally["dead_lettered"] += len(rejected)
+        if prepared.tombstones:
+            tally["tombstone"] += prepared.tombstones
         for name, count in tally.items():
             metrics.EVENTS.labels(name).inc(count)
         metrics.APPLY_SECONDS.observe(prepared.seconds + time.perf_counter() - started)

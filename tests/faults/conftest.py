@@ -43,8 +43,19 @@ class Scenario:
         for n, bad in enumerate(BAD_LINES):
             self.lines.insert((n + 1) * len(self.lines) // (len(BAD_LINES) + 1), bad)
         self.expected = Expected(self.events)
+        self.rejects = len(BAD_LINES)  # lines that must end as dead letters
         self.client = redis.Redis.from_url(infra.valkey.url, decode_responses=True)
         self.workers: list[Proc] = []
+
+    def intruders(self, count: int) -> list[bytes]:
+        """Lines naming the scenario's campaigns under another organization (tenant mismatch)."""
+        lines = []
+        for n, event in enumerate(self.events[:count]):
+            foreign = {**event, "organization_id": "org_intruder", "event_id": f"evt_intr_{n}"}
+            lines.append(json.dumps(foreign).encode())
+        self.lines += lines
+        self.rejects += len(lines)
+        return lines
 
     def chunks(self, count: int) -> list[list[bytes]]:
         size = -(-len(self.lines) // count)
@@ -93,7 +104,7 @@ class Scenario:
         return out
 
     def dead_letters(self) -> set[tuple[str, int, int]]:
-        records = read_topic(self.infra.broker.bootstrap, "dialer.dead_letter", len(BAD_LINES))
+        records = read_topic(self.infra.broker.bootstrap, "dialer.dead_letter", self.rejects)
         letters = [json.loads(r.value) for r in records]
         # a crash after sending a dead letter but before the commit sends it again
         return {(x["source_topic"], x["source_partition"], x["source_offset"]) for x in letters}
