@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -38,6 +40,8 @@ class Settings(BaseSettings):
     session_timeout: float = Field(default=10.0, gt=0)
     worker_metrics_port: int = Field(default=0, ge=0, le=65535)
     failpoint: str = ""  # fault-injection tests only: see processors/worker/failpoints.py
+    # what `produce` and the dead-letter producer compress with (every reader decodes all)
+    compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "zstd"
 
     reconcile_lock_seconds: int = Field(default=600, ge=10)
     reconcile_metrics_port: int = Field(default=0, ge=0, le=65535)
@@ -47,6 +51,11 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
+
+    @property
+    def compression_type(self) -> str | None:
+        """The producers' `compression_type` (None: uncompressed)."""
+        return None if self.compression == "none" else self.compression
 
     @property
     def source_topics(self) -> tuple[str, str, str]:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import suppress
 from typing import Any, cast
 
 import redis.asyncio as aioredis
@@ -40,6 +42,10 @@ def connect(settings: Settings) -> Client:
         timeout=10,
     )
     return aioredis.Redis(connection_pool=pool)
+
+
+#: A stuck-partition report older than this is from a worker that died or moved on.
+STUCK_TTL_SECONDS = 30.0
 
 
 def token_hash(token: str) -> str:
@@ -137,6 +143,44 @@ class Store:
         """Consumer lag per `topic:partition` as last reported by the workers."""
         raw = cast(dict[str, str], await self.client.hgetall(keys.LAG))
         return {field: int(value) for field, value in raw.items()}
+
+    # -- stuck partitions (for /readyz) --------------------------------------------------
+    #
+    # `topic:partition` -> JSON of the batch a worker cannot decode (offset, reason, since,
+    # retries) and `reported_ms` (Redis's clock). Workers refresh their entries every second
+    # while stuck and delete them on recovery or revocation; an entry not refreshed within
+    # STUCK_TTL_SECONDS is ignored (its worker died or lost the partition).
+
+    async def _now_ms(self) -> int:
+        seconds, micros = await self.client.time()
+        return int(seconds) * 1000 + int(micros) // 1000
+
+    async def set_stuck(self, stuck: Mapping[str, Mapping[str, Any]]) -> None:
+        """Report partitions stuck before an undecodable batch."""
+        if stuck:
+            now = await self._now_ms()
+            entries = {
+                field: json.dumps({**info, "reported_ms": now}) for field, info in stuck.items()
+            }
+            await self.client.hset(keys.STUCK, mapping=cast(Any, entries))
+
+    async def drop_stuck(self, partitions: Iterable[str]) -> None:
+        """These partitions are no longer stuck (recovered, or revoked from this worker)."""
+        fields = list(partitions)
+        if fields:
+            await self.client.hdel(keys.STUCK, *fields)
+
+    async def stuck(self) -> dict[str, dict[str, Any]]:
+        """Partitions stuck before an undecodable batch, from fresh reports."""
+        now = await self._now_ms()
+        raw = cast(dict[str, str], await self.client.hgetall(keys.STUCK))
+        fresh: dict[str, dict[str, Any]] = {}
+        for field, value in raw.items():
+            with suppress(ValueError, TypeError, KeyError, AttributeError):
+                info = json.loads(value)
+                if now - int(info.pop("reported_ms")) <= STUCK_TTL_SECONDS * 1000:
+                    fresh[field] = info
+        return fresh
 
     async def ensure_owner(self, campaign_id: str, organization_id: str) -> None:
         """Record the campaign's owner if none is recorded (a lost stats hash)."""

@@ -94,6 +94,8 @@ def campaign_of_channel(channel: str) -> str:
 TOKENS: Final = f"{PREFIX}:tokens"
 CAMPAIGNS: Final = f"{PREFIX}:campaigns"
 LAG: Final = f"{PREFIX}:lag"  # hash: topic:partition -> messages behind, written by workers
+# hash: topic:partition -> JSON of why the partition is stuck, written by workers (Store.stuck)
+STUCK: Final = f"{PREFIX}:stuck"
 
 
 def org_campaigns(organization_id: str) -> str:

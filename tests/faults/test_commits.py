@@ -127,7 +127,7 @@ def test_tenant_letters_survive_a_crash_between_script_and_send(scenario: Scenar
     left: the successor re-reads the uncommitted slice and sends every one of them."""
     half = len(scenario.lines) // 2
     own_first, rest = scenario.lines[:half], scenario.lines[half:]
-    scenario.lines = own_first
+    scenario.lines = list(own_first)  # the intruders go after them
     intruders = scenario.intruders(40)  # appended to scenario.lines
     scenario.produce(own_first, "owners")
     owner = scenario.worker("owner")
@@ -143,7 +143,10 @@ def test_tenant_letters_survive_a_crash_between_script_and_send(scenario: Scenar
     judged = scenario.tallies().get("events:tenant_mismatch", 0)
     assert judged > 0, "the crashed batch held no foreign event: the test proves nothing"
     letters = read_topic(scenario.infra.broker.bootstrap, "dialer.dead_letter", 0, timeout=2)
-    assert not any(json.loads(r.value)["reason"] == "tenant_mismatch" for r in letters)
+    early = [json.loads(r.value) for r in letters]
+    assert not any(x["reason"] == "tenant_mismatch" for x in early), [
+        (x["reason"], x["source_topic"], x["source_offset"]) for x in early
+    ]
     scenario.worker("successor")
     scenario.exact()
     scenario.conserved()
