@@ -4,7 +4,8 @@ Exception tree::
 
     DialerStatsError
     ├── StoreUnavailable      Redis could not be reached or answered with an error
-    └── InfraError            the embedded broker or valkey could not be started
+    ├── InfraError            the embedded broker or valkey could not be started
+    └── UndecodableLog        the event log holds a batch that cannot be decoded
 """
 
 
@@ -18,3 +19,7 @@ class StoreUnavailable(DialerStatsError):
 
 class InfraError(DialerStatsError):
     """The embedded broker or Redis-compatible server could not be started."""
+
+
+class UndecodableLog(DialerStatsError):
+    """The event log holds a batch that cannot be decoded (a codec missing, corrupt data)."""

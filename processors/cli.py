@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
@@ -37,6 +38,16 @@ err = Console(stderr=True)
 
 def _settings() -> Settings:
     return Settings()
+
+
+class Compression(StrEnum):
+    """Codecs a producer may compress with."""
+
+    none = "none"
+    gzip = "gzip"
+    snappy = "snappy"
+    lz4 = "lz4"
+    zstd = "zstd"
 
 
 def _wait_for_signal() -> None:
@@ -100,11 +111,17 @@ def api(
 def produce(
     file: Annotated[str, typer.Argument(help="JSON-lines file, or - for standard input.")],
     raw: Annotated[bool, typer.Option("--raw", help="Publish every line verbatim.")] = False,
+    compression: Annotated[
+        Compression | None,
+        typer.Option(help="Compression codec [default: DIALER_STATS_COMPRESSION, zstd]."),
+    ] = None,
 ) -> None:
     """Publish JSON-lines events to their topics, keyed by entity id."""
     from processors.tools.produce import open_producer, publish, route_lines
 
     settings = _settings()
+    if compression is not None:
+        settings = settings.model_copy(update={"compression": compression.value})
     if file == "-":
         lines = sys.stdin.buffer.read().splitlines(keepends=True)
     else:

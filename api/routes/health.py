@@ -19,10 +19,12 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(store: StoreDep, request: Request, response: Response) -> dict[str, Any]:
-    """Redis answers (else 503); the workers' consumer lag, as they last reported it."""
+    """Redis answers (else 503); the workers' consumer lag and the partitions they are stuck
+    on (a batch they cannot decode, retried with backoff), as they last reported them."""
     try:
         await store.client.ping()
         lag = await store.lag()
+        stuck = await store.stuck()
     except Exception as exc:
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
         return {"status": "unavailable", "redis": f"unreachable: {type(exc).__name__}"}
@@ -33,4 +35,5 @@ async def readyz(store: StoreDep, request: Request, response: Response) -> dict[
         "consumer_lag": total,
         "consumer_lag_by_partition": lag,
         "lagging": total > request.app.state.ready_max_lag,
+        "stuck_partitions": stuck,
     }

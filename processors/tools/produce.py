@@ -85,12 +85,14 @@ def route_lines(
 
 
 async def open_producer(settings: Settings) -> AIOKafkaProducer:
-    """A started producer that waits for every replica and allows large raw messages."""
+    """A started producer that waits for every replica, allows large raw messages and
+    compresses with `settings.compression`."""
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
         acks="all",
         linger_ms=5,
         max_request_size=4 * 1024 * 1024,
+        compression_type=settings.compression_type,
     )
     await producer.start()
     return producer
