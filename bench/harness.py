@@ -67,11 +67,19 @@ def progress(console: Any) -> Progress:
 
 
 async def publish_all(
-    bootstrap: str, messages: list[Outgoing], tick: Callable[[int], None] | None = None
+    bootstrap: str,
+    messages: list[Outgoing],
+    tick: Callable[[int], None] | None = None,
+    *,
+    compression: str | None = None,
 ) -> float:
     """Publish messages as fast as the broker takes them; returns messages per second."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=512 * 1024, acks=1
+        bootstrap_servers=bootstrap,
+        linger_ms=20,
+        max_batch_size=512 * 1024,
+        acks=1,
+        compression_type=compression,
     )
     await producer.start()
     started = time.perf_counter()

@@ -1,5 +1,6 @@
 """Ingest: one worker draining a pre-loaded backlog, against a plain consumer and a naive
-one-round-trip-per-event implementation measured in the same run."""
+one-round-trip-per-event implementation measured in the same run; the same drain from a
+zstd-compressed log against the uncompressed one."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from processors.settings import Settings
 from processors.store import keys
 from processors.store.client import Store
 from processors.store.slices import group
-from processors.tools.embedded import EmbeddedInfra
+from processors.tools.embedded import EmbeddedInfra, create_topics
 from processors.tools.produce import route_raw
 from processors.tools.simulate import Simulation
 
@@ -122,6 +123,76 @@ def restart_catch_up(
     )
 
 
+#: Events of the compressed log (the full run's backlog is larger; the rate is steady).
+COMPRESSED_MAX = 300_000
+
+
+def compressed_drain(
+    infra: EmbeddedInfra, workdir: Path, events: list[dict[str, Any]], reference: float,
+    console: Any,
+) -> Figure:  # fmt: skip
+    """The same drain from a log of zstd-compressed batches (what librdkafka producers with
+    `compression.type=zstd` write), on topics of its own into an emptied Redis."""
+    env = {
+        "DIALER_STATS_TOPIC_BATCHES": "zstd.batches",
+        "DIALER_STATS_TOPIC_CONTACTS": "zstd.contacts",
+        "DIALER_STATS_TOPIC_CALL_RECORDS": "zstd.call_records",
+        "DIALER_STATS_TOPIC_DEAD_LETTER": "zstd.dead_letter",
+        "DIALER_STATS_CONSUMER_GROUP": "bench-zstd",
+    }
+    settings = Settings(
+        kafka_bootstrap_servers=infra.broker.bootstrap,
+        topic_batches=env["DIALER_STATS_TOPIC_BATCHES"],
+        topic_contacts=env["DIALER_STATS_TOPIC_CONTACTS"],
+        topic_call_records=env["DIALER_STATS_TOPIC_CALL_RECORDS"],
+        topic_dead_letter=env["DIALER_STATS_TOPIC_DEAD_LETTER"],
+    )
+    asyncio.run(create_topics(infra.broker.bootstrap, settings.all_topics, 6))
+    messages = [route_raw(json.dumps(e).encode(), settings) for e in events]
+    with progress(console) as bar:
+        task = bar.add_task(f"loading {len(events):,} events, zstd", total=len(events))
+        asyncio.run(
+            publish_all(
+                infra.broker.bootstrap, messages, lambda n: bar.advance(task, n),
+                compression="zstd",
+            )
+        )  # fmt: skip
+    client = redis.Redis.from_url(infra.valkey.url, decode_responses=True)
+    client.flushdb()  # the drain applies everything afresh, like the uncompressed one
+    stats_keys = sorted({keys.stats(e["campaign_id"]) for e in events})
+
+    def done() -> int:
+        return sum(
+            int(v or 0)
+            for key in stats_keys
+            for v in client.hmget(key, "events:applied", "events:stale", "events:replayed")
+        )
+
+    worker = Child(infra, workdir / "zstd-worker.log", "worker", "--loglevel", "warning", **env)
+    try:
+        first = 0
+        while first == 0:
+            first = done()
+            time.sleep(0.02)
+        started = time.perf_counter()
+        while done() < len(events):
+            time.sleep(0.05)
+        rate = (len(events) - first) / (time.perf_counter() - started)
+    finally:
+        worker.stop()
+    return Figure(
+        "ingest from a zstd-compressed log",
+        rate,
+        "events/s",
+        reference,
+        "the same worker on the uncompressed log",
+        rate / reference,
+        "",
+        None,
+        f"{len(events):,} events in zstd batches (producer linger 20 ms, batches up to 512 KiB)",
+    )
+
+
 def run(infra: EmbeddedInfra, workdir: Path, size: int, console: Any) -> tuple[list[Figure], float]:
     """The ingest figures and the worker's events per second."""
     settings = Settings(kafka_bootstrap_servers=infra.broker.bootstrap)
@@ -167,6 +238,7 @@ def run(infra: EmbeddedInfra, workdir: Path, size: int, console: Any) -> tuple[l
     rate = (size - first) / elapsed
     naive_lines = [json.dumps(e).encode() for e in events[: min(size, 20_000)]]
     naive_rate = asyncio.run(naive(infra.valkey.url.rsplit("/", 1)[0] + "/1", naive_lines))
+    zstd = compressed_drain(infra, workdir, events[:COMPRESSED_MAX], rate, console)
     share = ", ".join(f"{k} {v / elapsed:.0%}" for k, v in used.items())
     return [
         Figure(
@@ -192,4 +264,5 @@ def run(infra: EmbeddedInfra, workdir: Path, size: int, console: Any) -> tuple[l
             f"naive measured on {len(naive_lines):,} events",
         ),
         catch_up,
+        zstd,
     ], rate
