@@ -326,3 +326,64 @@ def test_an_undecodable_batch_stops_only_its_partition_and_recovers(
         assert blocked_worker.process.poll() is None, blocked_worker.output()[-3000:]
     finally:
         blocked_worker.stop()
+
+
+def test_produce_compresses_with_the_setting(
+    infra: EmbeddedInfra, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`dialer-stats produce` compresses: zstd by default, else `--compression` or
+    DIALER_STATS_COMPRESSION -- the batches on the wire say so, and they read back whole."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from processors import fetching
+
+    events = list(itertools.islice(Simulation(campaigns=1, seed=4040, prefix="zip").events(), 200))
+    path = tmp_path / "zip.jsonl"
+    path.write_text("\n".join(json.dumps(e) for e in events) + "\n")
+    seen: list[int] = []
+    batches = fetching._batches
+
+    def spy(records: Any, *, check_crcs: bool) -> Any:
+        found, error = batches(records, check_crcs=check_crcs)
+        seen.extend(batch.compression_type for batch in found if not batch.is_control_batch)
+        return found, error
+
+    monkeypatch.setattr(fetching, "_batches", spy)
+
+    async def codecs(topic: str) -> set[int]:
+        fetching.install()
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=infra.broker.bootstrap, enable_auto_commit=False
+        )
+        await consumer.start()
+        try:
+            tps = [TopicPartition(topic, p) for p in range(4)]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            seen.clear()
+            read = 0
+            for _ in range(50):
+                read += sum(len(r) for r in (await consumer.getmany(timeout_ms=200)).values())
+                if read >= len(contacts):
+                    break
+            assert read == len(contacts)
+        finally:
+            await consumer.stop()
+        return set(seen)
+
+    contacts = [e for e in events if e["event_type"] == "contact.status_changed"]
+    gzip = {"DIALER_STATS_COMPRESSION": "gzip"}
+    runs: list[tuple[list[str], dict[str, str], int]] = [
+        ([], {}, 4),  # zstd
+        (["--compression", "lz4"], {}, 3),
+        ([], gzip, 1),
+        (["--compression", "none"], gzip, 0),
+    ]
+    for n, (args, env, codec) in enumerate(runs):
+        topic = f"zip{n}-{uuid.uuid4().hex[:6]}.contacts"
+        asyncio.run(create_topics(infra.broker.bootstrap, (topic,), 4))
+        done = run_cli(infra, "produce", str(path), *args, DIALER_STATS_TOPIC_CONTACTS=topic, **env)
+        assert done.returncode == 0, done.stderr.decode()
+        assert asyncio.run(codecs(topic)) == {codec}
+    refused = run_cli(infra, "produce", str(path), "--compression", "brotli")
+    assert refused.returncode == 2
