@@ -93,7 +93,8 @@ def campaign_of_channel(channel: str) -> str:
 # Keys outside any campaign slot (written outside Lua).
 TOKENS: Final = f"{PREFIX}:tokens"
 CAMPAIGNS: Final = f"{PREFIX}:campaigns"
-LAG: Final = f"{PREFIX}:lag"  # hash: topic:partition -> messages behind, written by workers
+# hash: topic:partition -> `lag:written_at_ms`, written by workers, entries expire (Store.lag)
+LAG: Final = f"{PREFIX}:lag"
 # hash: topic:partition -> JSON of why the partition is stuck, written by workers (Store.stuck)
 STUCK: Final = f"{PREFIX}:stuck"
 

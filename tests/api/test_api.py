@@ -267,3 +267,27 @@ async def test_metrics_and_readiness_detail(client: httpx.AsyncClient, seeded: A
     text = (await client.get("/metrics")).text
     assert 'route="/api/v1/campaigns/{campaign_id}/stats"' in text
     assert "dialer_stats_http_request_seconds_bucket" in text
+
+
+async def test_readiness_reports_only_lag_entries_still_refreshed(
+    client: httpx.AsyncClient, seeded: Any
+) -> None:
+    """A partition nobody reports any more (moved, or its worker died) leaves /readyz once
+    its entry expires; one a worker dropped on revocation leaves at once."""
+    from processors.store import keys
+
+    store, _ = seeded
+    seconds, micros = await store.client.time()
+    expired = int(seconds) * 1000 + int(micros) // 1000 - int(store.lag_ttl * 1000) - 1
+    await store.set_lag({"dialer.contacts:0": 7, "dialer.contacts:1": 5})
+    await store.client.hset(keys.LAG, "dialer.contacts:2", f"90000:{expired}")
+    body = (await client.get("/readyz")).json()
+    assert body["consumer_lag_by_partition"] == {"dialer.contacts:0": 7, "dialer.contacts:1": 5}
+    assert body["consumer_lag"] == 12
+
+    await store.drop_lag(["dialer.contacts:0"])
+    body = (await client.get("/readyz")).json()
+    assert (body["consumer_lag"], body["consumer_lag_by_partition"]) == (
+        5,
+        {"dialer.contacts:1": 5},
+    )
