@@ -39,14 +39,19 @@ async def current_org(
     return await _token_org(store, credentials.credentials)
 
 
-async def authenticate(store: Store, authorization: str | None, access_token: str | None) -> str:
-    """Like `current_org`, but the token may also come as a query parameter (streams)."""
+def presented_token(authorization: str | None, access_token: str | None) -> str:
+    """The bearer token from the header, else from the query parameter (streams); or 401."""
     scheme, _, token = (authorization or "").partition(" ")
-    if scheme.lower() == "bearer" and token:
-        return await _token_org(store, token.strip())
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
     if access_token:
-        return await _token_org(store, access_token)
+        return access_token
     raise _unauthorized("Not authenticated: send Authorization: Bearer gat_<token>")
+
+
+async def authenticate(store: Store, token: str) -> str:
+    """Like `current_org`, for a token taken by `presented_token`."""
+    return await _token_org(store, token)
 
 
 async def _token_org(store: Store, token: str) -> str:

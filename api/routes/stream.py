@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, HTTPException, Query, Request, status
 from fastapi.responses import StreamingResponse
 
-from api.deps import CAMPAIGN_NOT_FOUND, CampaignId, StoreDep, authenticate
+from api.deps import CAMPAIGN_NOT_FOUND, CampaignId, StoreDep, authenticate, presented_token
 from api.live import Updates
 from api.schemas import Problem
 from processors.domain.views import stats_view
@@ -20,6 +20,10 @@ router = APIRouter(prefix="/api/v1", tags=["stream"])
 
 #: At most this many updates per second per client: bursts are coalesced.
 MAX_RATE = 10.0
+
+#: The last event of a stream whose token was revoked; EventSource then reconnects and
+#: gets a 401, which ends it for good.
+REVOKED = 'event: revoked\ndata: {"detail":"Invalid or revoked token"}\n\n'
 
 
 def _render(campaign_id: str, revision: int, fields: dict[str, str]) -> str:
@@ -63,9 +67,11 @@ async def stats_stream(
     A snapshot first (unless `Last-Event-ID` is the current revision), then one event per
     change, coalesced to at most 10 per second; a comment every 15 s keeps the connection
     open. Reconnecting with `Last-Event-ID` resumes: a client that missed revisions gets
-    the current state, which is all it needs.
+    the current state, which is all it needs. The token is checked again at least once per
+    heartbeat interval: a revoked token ends the stream with `event: revoked`.
     """
-    org = await authenticate(store, authorization, access_token)
+    token = presented_token(authorization, access_token)
+    org = await authenticate(store, token)
     if await store.campaign_owner(campaign_id) != org:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=CAMPAIGN_NOT_FOUND)
     updates: Updates = request.app.state.updates
@@ -75,11 +81,15 @@ async def stats_stream(
     except ValueError:
         sent = -1
 
+    async def still_valid() -> bool:
+        return await store.token_org(token) == org
+
     async def events() -> AsyncIterator[str]:
         nonlocal sent
         yield "retry: 2000\n\n"
         async with updates.watch(campaign_id) as changed:
             last_sent_at = 0.0
+            checked_at = time.monotonic()
             while True:
                 changed.clear()
                 fields = updates.latest.get(campaign_id) or await store.stats_fields(campaign_id)
@@ -87,9 +97,15 @@ async def stats_stream(
                 if revision != sent:
                     yield _render(campaign_id, revision, fields)
                     sent, last_sent_at = revision, time.monotonic()
-                try:
-                    await asyncio.wait_for(changed.wait(), timeout=heartbeat)
-                except TimeoutError:
+                timed_out = not await _changed_within(changed, heartbeat)
+                # One HGET per heartbeat interval, whether the stream is idle or busy: a
+                # revoked token ends the stream within about one heartbeat.
+                if timed_out or time.monotonic() - checked_at >= heartbeat:
+                    checked_at = time.monotonic()
+                    if not await still_valid():
+                        yield REVOKED
+                        return
+                if timed_out:
                     yield ": heartbeat\n\n"
                     continue
                 pause = 1 / MAX_RATE - (time.monotonic() - last_sent_at)
@@ -101,3 +117,12 @@ async def stats_stream(
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+async def _changed_within(changed: asyncio.Event, seconds: float) -> bool:
+    """Whether the campaign changed within `seconds`."""
+    try:
+        await asyncio.wait_for(changed.wait(), timeout=seconds)
+    except TimeoutError:
+        return False
+    return True

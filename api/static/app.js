@@ -78,6 +78,11 @@ function follow() {
     state.revision = message.lastEventId;
     refreshBatches();
   });
+  state.source.addEventListener("revoked", () => {
+    state.source.close();  // reconnecting would only get a 401
+    $("status").textContent = "token revoked: enter a valid token";
+    $("status").className = "error";
+  });
   state.source.onerror = () => {
     $("status").textContent = "reconnecting…";
     $("status").className = "error";

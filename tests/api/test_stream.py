@@ -1,0 +1,107 @@
+"""The push stream in process: a revoked token ends its open streams within a heartbeat."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from api.main import create_app
+from processors.settings import Settings
+from processors.store.client import Store
+from tests.api.test_api import parsed
+from tests.conftest import async_wait_until
+from tests.store.test_apply import apply_events
+from tests.streams import entity_event, random_stream
+
+HEARTBEAT = 0.5
+
+
+@pytest.fixture
+async def app(store: Store) -> AsyncIterator[Any]:
+    """The app with its lifespan running (the updates subscription), one seeded campaign."""
+    events = random_stream(random.Random(4), campaigns=1, size=60)
+    await apply_events(store, [("t", 0, n, parsed(e)) for n, e in enumerate(events)])
+    application = create_app(Settings(stream_heartbeat_seconds=HEARTBEAT), store=store)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+def sse_events(body: str) -> list[dict[str, Any]]:
+    """`event` and parsed `data` of every event in a finished stream (comments skipped)."""
+    events = []
+    for block in body.split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+        if "event" in fields:
+            events.append({"event": fields["event"], "data": json.loads(fields["data"])})
+    return events
+
+
+async def keep_changing(store: Store, stop: asyncio.Event) -> None:
+    """A busy campaign: a new contact version applied and announced every 50 ms."""
+    version = 1
+    while not stop.is_set():
+        event = parsed(entity_event("cmp_0", "org_0", "contact", 500, version))
+        await apply_events(store, [("t", 1, version, event)])
+        await store.announce(["cmp_0"])
+        version += 1
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("busy", [False, True], ids=["idle", "busy"])
+async def test_a_revoked_token_ends_its_open_stream_within_a_heartbeat(
+    app: Any, store: Store, busy: bool
+) -> None:
+    """The stream re-checks its token each heartbeat interval, idle or busy: after
+    `token revoke` it ends with `event: revoked` within about one heartbeat."""
+    token = await store.create_token("org_0")
+    transport = httpx.ASGITransport(app=app)
+    stop = asyncio.Event()
+    traffic = asyncio.create_task(keep_changing(store, stop)) if busy else None
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+        # ASGITransport hands the response over once the stream has ended
+        stream = asyncio.create_task(
+            http.get(
+                "/api/v1/campaigns/cmp_0/stats/stream",
+                headers={"Authorization": f"Bearer {token}"},
+            )
+        )
+
+        async def open_stream() -> bool:
+            return "cmp_0" in app.state.updates._waiters
+
+        await async_wait_until(open_stream, timeout=10, interval=0.02, what="the stream")
+        assert not stream.done()
+        assert await store.revoke_token(token)
+        revoked_at = time.monotonic()
+        response = await asyncio.wait_for(stream, timeout=HEARTBEAT * 6)
+        elapsed = time.monotonic() - revoked_at
+    stop.set()
+    if traffic is not None:
+        await traffic
+    assert response.status_code == 200
+    events = sse_events(response.text)
+    assert events[0]["event"] == "stats" and events[0]["data"]["campaign_id"] == "cmp_0"
+    assert events[-1] == {"event": "revoked", "data": {"detail": "Invalid or revoked token"}}
+    assert elapsed < HEARTBEAT * 2, elapsed  # one heartbeat, and some scheduling slack
+
+
+async def test_a_valid_token_keeps_its_stream(app: Any, store: Store) -> None:
+    """The re-check costs one HGET and ends nothing while the token is valid."""
+    token = await store.create_token("org_0")
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+        stream = asyncio.create_task(
+            http.get(f"/api/v1/campaigns/cmp_0/stats/stream?access_token={token}")
+        )
+        deadline = time.monotonic() + HEARTBEAT * 4  # several re-checks
+        while time.monotonic() < deadline:
+            assert not stream.done(), stream.result().text
+            await asyncio.sleep(0.05)
+        stream.cancel()
