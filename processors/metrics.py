@@ -34,7 +34,8 @@ RECONCILE_RUNS = Counter(
 )
 RECONCILE_DRIFT = Counter(
     "dialer_stats_reconcile_drift_total",
-    "Differences found by reconciliation (entities and counter fields).",
+    "Real differences found by reconciliation (entities and counter fields, judged at a "
+    "consistent cut: events the worker had not applied yet are not drift).",
 )
 RECONCILE_FIXED = Counter(
     "dialer_stats_reconcile_fixed_total", "Differences repaired by reconciliation."

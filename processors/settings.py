@@ -45,6 +45,7 @@ class Settings(BaseSettings):
 
     reconcile_lock_seconds: int = Field(default=600, ge=10)
     reconcile_metrics_port: int = Field(default=0, ge=0, le=65535)
+    reconcile_catch_up_seconds: float = Field(default=10.0, ge=0)
 
     stream_heartbeat_seconds: float = Field(default=15.0, gt=0)
     ready_max_lag: int = Field(default=100_000, ge=0)

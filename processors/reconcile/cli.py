@@ -38,7 +38,10 @@ async def reconcile_once(
             raise AlreadyRunning("another reconciliation is running (lock held)")
         try:
             reconciler = Reconciler(
-                store, KafkaLogSource(settings), max_message_bytes=settings.max_message_bytes
+                store,
+                KafkaLogSource(settings),
+                max_message_bytes=settings.max_message_bytes,
+                catch_up_seconds=settings.reconcile_catch_up_seconds,
             )
             with Progress(
                 TextColumn("{task.description}"),
@@ -66,11 +69,9 @@ async def reconcile_once(
         raise
     finally:
         await store.close()
-    drift = sum(c.drift for c in report.campaigns)
     metrics.RECONCILE_RUNS.labels("dry_run" if dry_run else "repaired").inc()
-    metrics.RECONCILE_DRIFT.inc(drift)
-    if not dry_run:
-        metrics.RECONCILE_FIXED.inc(drift)
+    metrics.RECONCILE_DRIFT.inc(sum(c.drift for c in report.campaigns))
+    metrics.RECONCILE_FIXED.inc(sum(c.fixed for c in report.campaigns))
     return report
 
 
@@ -86,6 +87,7 @@ def render(report: Report, console: Console) -> None:
         "missing",
         "stale",
         "extra",
+        "in flight",
         "fields",
         "recount",
         "s",
@@ -94,11 +96,13 @@ def render(report: Report, console: Console) -> None:
             column, justify="left" if column in ("campaign", "organization") else "right"
         )
     for c in report.campaigns:
-        extra = f"{c.entities_extra}{' (deferred)' if c.extra_deferred else ''}"
+        extra = str(c.entities_extra)
+        if c.extra_unconfirmed:
+            extra += f" (+{c.extra_unconfirmed} deferred)"
         summary.add_row(
             c.campaign_id, c.organization_id or "-", str(c.entities_missing),
-            str(c.entities_stale), extra, str(len(c.fields)), str(c.recount_fixes),
-            f"{c.duration_seconds:.2f}",
+            str(c.entities_stale), extra, str(c.entities_in_flight), str(len(c.fields)),
+            str(c.recount_fixes), f"{c.duration_seconds:.2f}",
         )  # fmt: skip
     console.print(summary)
     drifted = [(c.campaign_id, d) for c in report.campaigns for d in c.fields]

@@ -12,12 +12,33 @@ scripts whose effects commute with the worker's:
    the source was read to (otherwise they may be new: deferred to the next run);
 3. RECOUNT recounts every counter and index of the campaign from its entity state in one
    atomic call and corrects what differs (hand-edited or deleted counters).
+
+The report shows only real drift, judged at a consistent cut although the worker keeps
+applying events past the offsets the source was read to:
+
+- An entity older in Redis than in the source is judged once the worker has applied
+  everything the source read for the campaign (its fences, or the consumer group's
+  committed offsets, passed the last offsets read; waited for a while) and it is read
+  again: versions in Redis only grow, so one still older was really lost. If the worker
+  does not get there in time, such entities are in flight (lag, not drift): repaired all
+  the same, reported as `entities_in_flight`.
+- A repair counts only when its version check applied it: if the worker applied a newer
+  event meanwhile (STALE), nothing was missing.
+- Counter fields are judged by RECOUNT, which compares counters with entity state in one
+  atomic script, so events applied meanwhile cannot make a difference. A difference that
+  the re-applied or removed entities account for (their counter contributions were kept
+  while their states were lost) is entity drift, not field drift.
+- An entity Redis has and the source lacks counts only once it is certain not to be newer
+  than the read (the removal went through, or in a dry run could have).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -25,25 +46,38 @@ from typing import Any
 from processors.domain.contract import Rejection
 from processors.domain.events import parse
 from processors.domain.transitions import (
+    BatchState,
     CampaignState,
+    ContactState,
+    RecordState,
     apply,
-    batch_counters,
-    stats_counters,
     unpack_contact,
     unpack_record,
 )
 from processors.reconcile.source import Source
 from processors.store import keys
 from processors.store.client import Store
+from processors.store.lua import APPLIED, TENANT_MISMATCH
+from processors.store.slices import encode_repair
+
+log = logging.getLogger(__name__)
 
 REPAIR_CHUNK = 1000
+#: How long a run waits for the worker to apply what the source read, and how often it looks.
+CATCH_UP_SECONDS = 10.0
+CATCH_UP_POLL = 0.2
+
+#: `topic:partition` -> an offset
+Offsets = dict[str, int]
+#: (scope, field) -> a counter change; scope "stats" or "batch:<id>"
+Delta = Counter[tuple[str, str]]
 
 
 @dataclass
 class FieldDrift:
-    """One counter that differed from what the source implies."""
+    """One counter or index entry that differed from what the entity state implies."""
 
-    scope: str  # "stats" or "batch:<id>"
+    scope: str  # "stats", "batch:<id>" or "index:<batch id>"
     field: str
     expected: int | str | None
     found: int | str | None
@@ -60,16 +94,25 @@ class CampaignReport:
     entities_missing: int = 0
     entities_stale: int = 0
     entities_extra: int = 0
+    #: newer in the source than in Redis while the worker had not applied the source's
+    #: records yet: lag, not drift (repaired anyway)
+    entities_in_flight: int = 0
+    #: in Redis, not in the source, but possibly newer than the read: left for a later run
+    extra_unconfirmed: int = 0
     extra_deferred: bool = False
+    #: whether the worker had applied everything the source read for this campaign
+    #: (asked only when Redis was behind the source)
+    worker_caught_up: bool = True
     tenant_conflicts: int = 0
     recount_fixes: int = 0
     fields: list[FieldDrift] = field(default_factory=list)
+    fixed: int = 0
     finished_at: float = 0.0
     duration_seconds: float = 0.0
 
     @property
     def drift(self) -> int:
-        """Number of differences found."""
+        """Number of real differences found."""
         return self.entities_missing + self.entities_stale + self.entities_extra + len(self.fields)
 
     def to_dict(self) -> dict[str, Any]:
@@ -98,6 +141,8 @@ class Report:
             "entities_missing": sum(c.entities_missing for c in self.campaigns),
             "entities_stale": sum(c.entities_stale for c in self.campaigns),
             "entities_extra": sum(c.entities_extra for c in self.campaigns),
+            "entities_in_flight": sum(c.entities_in_flight for c in self.campaigns),
+            "extra_unconfirmed": sum(c.extra_unconfirmed for c in self.campaigns),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -115,56 +160,300 @@ class Report:
 # -- pure ------------------------------------------------------------------------------
 
 
-def field_drift(
-    expected: dict[str, int], found: dict[str, str], scope: str, counter: Callable[[str], bool]
+@dataclass
+class Snapshot:
+    """What Redis held for one campaign when it was read."""
+
+    batches: dict[str, dict[str, str]]  # batch id -> its hash
+    contacts: dict[str, str]  # contact id -> packed state
+    records: dict[str, str]  # execution id -> packed state
+
+    def named_batches(self) -> set[str]:
+        """Batches some stored contact names."""
+        return {unpack_contact(packed).batch_id for packed in self.contacts.values()}
+
+
+@dataclass
+class Plan:
+    """Entities to re-apply (older or missing in Redis) and to remove (not in the source)."""
+
+    batches: list[tuple[str, BatchState]]
+    contacts: list[tuple[str, ContactState]]
+    records: list[tuple[str, RecordState]]
+    extra: list[tuple[str, str]]  # (kind b|c|r, id)
+
+
+@dataclass
+class Changes:
+    """Entity states a run changed (or, dry, would change): (before, after), None = absent."""
+
+    contacts: list[tuple[ContactState | None, ContactState | None]] = field(default_factory=list)
+    records: list[tuple[RecordState | None, RecordState | None]] = field(default_factory=list)
+    batches: dict[str, str | None] = field(default_factory=dict)  # id -> status after
+
+
+def applied_through(last: Offsets, fence: Offsets, committed: Offsets) -> bool:
+    """Whether the worker applied every record read: per partition, the campaign's fence
+    reached the last offset read, or the consumer group committed past it."""
+    return all(fence.get(tp, -1) >= off or committed.get(tp, 0) > off for tp, off in last.items())
+
+
+def _version(row: dict[str, str]) -> int:
+    return int(row.get("v", 0) or 0)
+
+
+def plan(state: CampaignState, snap: Snapshot) -> Plan:
+    """What is older or missing in Redis, and what Redis has that the source lacks."""
+    contacts, records, rows = snap.contacts, snap.records, snap.batches
+    return Plan(
+        batches=[
+            (bid, b)
+            for bid, b in state.batches.items()
+            if b.version and _version(rows.get(bid, {})) < b.version
+        ],
+        contacts=[
+            (cid, c)
+            for cid, c in state.contacts.items()
+            if cid not in contacts or unpack_contact(contacts[cid]).version < c.version
+        ],
+        records=[
+            (eid, r)
+            for eid, r in state.records.items()
+            if eid not in records or unpack_record(records[eid]).version < r.version
+        ],
+        extra=[("c", cid) for cid in contacts if cid not in state.contacts]
+        + [("r", eid) for eid in records if eid not in state.records]
+        + [("b", bid) for bid, row in rows.items() if row and bid not in state.batches],
+    )
+
+
+def changes_of(snap: Snapshot, done: Plan, removed: list[tuple[str, str]]) -> Changes:
+    """The state changes of re-applying `done` and removing `removed`."""
+    changes = Changes()
+    for cid, c in done.contacts:
+        old = snap.contacts.get(cid)
+        changes.contacts.append((unpack_contact(old) if old else None, c))
+    for eid, r in done.records:
+        old = snap.records.get(eid)
+        changes.records.append((unpack_record(old) if old else None, r))
+    changes.batches = {bid: b.status for bid, b in done.batches}
+    for kind, entity_id in removed:
+        if kind == "c":
+            changes.contacts.append((unpack_contact(snap.contacts[entity_id]), None))
+        elif kind == "r":
+            changes.records.append((unpack_record(snap.records[entity_id]), None))
+        else:
+            changes.batches[entity_id] = None
+    return changes
+
+
+def _contact_counters(delta: Delta, contact: ContactState, by: int) -> None:
+    batch = f"batch:{contact.batch_id}"
+    for scope, total in (("stats", "contacts"), (batch, "known")):
+        delta[scope, total] += by
+        delta[scope, f"contacts:{contact.status}"] += by
+        if contact.status == "retrying":
+            delta[scope, f"retry:{contact.retry_count}"] += by
+
+
+def _batch_after(
+    row: dict[str, str], repaired: dict[str, str | None], bid: str, joined: int
+) -> str | None:
+    """A batch's status once the changes are applied (None: no batch hash), as APPLY_SLICE
+    and REMOVE_ENTITIES leave it: a contact joining a batch without a hash creates it as
+    pending; a batch known only from contacts goes with the last one that leaves it."""
+    if bid in repaired:
+        return repaired[bid]
+    status = row.get("s")
+    if status is None:
+        return "pending" if joined > 0 else None
+    unnamed = int(row.get("known", 0) or 0) + joined <= 0
+    if joined < 0 and unnamed and int(row.get("v", 0) or 0) == 0:
+        return None
+    return status
+
+
+def counter_delta(changes: Changes, rows: dict[str, dict[str, str]]) -> Delta:
+    """How the changes move the counters (the scripts write counters with the states).
+
+    `rows` are the batch hashes before the changes, as RECOUNT would see them. Exact when
+    the worker had caught up (the states read are the ones a repair replaces); for a
+    campaign in flight the worker may move an entity between the read and the repair.
+    """
+    delta: Delta = Counter()
+    joined: Counter[str] = Counter()
+    for old_c, new_c in changes.contacts:
+        for contact, by in ((old_c, -1), (new_c, 1)):
+            if contact is not None:
+                _contact_counters(delta, contact, by)
+                joined[contact.batch_id] += by
+    for old_r, new_r in changes.records:
+        for record, by in ((old_r, -1), (new_r, 1)):
+            if record is not None:
+                delta["stats", f"calls:{record.status}"] += by
+                if record.follow_up:
+                    delta["stats", "calls:follow_up"] += by
+    for bid in set(joined) | set(changes.batches):
+        row = rows.get(bid, {})
+        before, after = row.get("s"), _batch_after(row, changes.batches, bid, joined[bid])
+        if before is not None:
+            delta["stats", f"batches:{before}"] -= 1
+        if after is not None:
+            delta["stats", f"batches:{after}"] += 1
+    return delta
+
+
+def recount_view(snap: Snapshot) -> dict[str, dict[str, str]]:
+    """Batch hashes as a dry RECOUNT sees them (a real one makes them so): a batch without a
+    hash but named by contacts counts as pending; one known only from contacts that none
+    names any more does not count."""
+    rows = dict(snap.batches)
+    named = snap.named_batches()
+    for bid in named:
+        if "s" not in rows.get(bid, {}):
+            rows[bid] = {**rows.get(bid, {}), "s": "pending", "v": "0"}
+    for bid, row in snap.batches.items():
+        if bid not in named and "s" in row and int(row.get("v", 0) or 0) == 0:
+            rows[bid] = {k: v for k, v in row.items() if k != "s"}
+    return rows
+
+
+def touched_batches(changes: Changes) -> set[str]:
+    """Batches whose hash or index entries the changes rewrite."""
+    touched = set(changes.batches)
+    for old, new in changes.contacts:
+        touched.update(c.batch_id for c in (old, new) if c is not None)
+    return touched
+
+
+def _is_int(text: str) -> bool:
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _scope(recount_scope: str) -> str:
+    if recount_scope == "stats" or recount_scope.startswith("index:"):
+        return recount_scope
+    return f"batch:{recount_scope}"
+
+
+def recount_drift(
+    quads: list[str], delta: Delta, *, dry_run: bool, touched: Iterable[str] = ()
 ) -> list[FieldDrift]:
-    """Counter fields whose stored value differs from the expected one."""
+    """Real field drift from RECOUNT's (scope, field, found, expected) quadruples.
+
+    A counter is drifted when its value before this run differs from what the entity state
+    implies after the run's repairs. RECOUNT ran after the repairs (or, dry, instead of
+    them), so the repairs' own counter changes (`delta`) are taken out of `found` (or put
+    into `expected`). In a dry run, index and metadata entries of batches the repairs would
+    rewrite (`touched`) are theirs to set right, not drift.
+    """
     drift = []
-    names = {f for f in found if counter(f)} | set(expected)
-    for name in sorted(names):
-        want = expected.get(name, 0)
-        have = int(found.get(name, 0) or 0)
-        if want != have:
-            drift.append(FieldDrift(scope, name, want, have))
+    rewritten = {f"{kind}:{bid}" for bid in touched for kind in ("batch", "index")}
+    for n in range(0, len(quads), 4):
+        scope, name, found_s, expected_s = _scope(quads[n]), *quads[n + 1 : n + 4]
+        counter = scope == "stats" or (scope.startswith("batch:") and name != "s")
+        if not (counter and _is_int(found_s)):  # index, metadata, or a counter edited to text
+            if not (dry_run and scope in rewritten):
+                corrected = None if dry_run else expected_s
+                drift.append(FieldDrift(scope, name, expected_s, found_s, corrected))
+            continue
+        found, expected = int(found_s), int(expected_s)
+        change = delta.get((scope, name), 0)
+        if dry_run:
+            expected += change
+        else:
+            found -= change
+        if found != expected:
+            drift.append(FieldDrift(scope, name, expected, found, None if dry_run else expected))
     return drift
 
 
-def is_stats_counter(name: str) -> bool:
-    """Counter fields of the stats hash."""
-    return name == "contacts" or name.startswith(("contacts:", "retry:", "calls:", "batches:"))
-
-
-def is_batch_counter(name: str) -> bool:
-    """Counter fields of a batch hash."""
-    return name == "known" or name.startswith(("contacts:", "retry:"))
-
-
-def expected_batch_meta(state: CampaignState, batch_id: str) -> dict[str, str]:
-    """Metadata fields a batch hash should hold."""
-    batch = state.batches[batch_id]
-    meta = {"s": batch.status}
-    if batch.version:
-        meta["total"] = str(batch.total_contacts)
-        meta["created_at"] = batch.created_at or ""
-    return meta
+def meta_drift(state: CampaignState, rows: dict[str, dict[str, str]]) -> list[FieldDrift]:
+    """Batch metadata differing at the same version (edited by hand: the version check
+    cannot repair it; reported only)."""
+    drift = []
+    for bid, batch in state.batches.items():
+        row = rows.get(bid, {})
+        if not batch.version or int(row.get("v", 0) or 0) != batch.version:
+            continue
+        want = {
+            "s": batch.status,
+            "total": str(batch.total_contacts),
+            "created_at": batch.created_at or "",
+        }
+        for name, value in want.items():
+            if row.get(name) != value:
+                drift.append(FieldDrift(f"batch:{bid}", name, value, row.get(name)))
+    return drift
 
 
 # -- runner ----------------------------------------------------------------------------
 
 
+class WorkerProgress:
+    """Whether the worker has applied everything the source read for a campaign.
+
+    Its fences for the campaign advance with every applied slice (milliseconds behind the
+    log); the consumer group's commits follow once a second and also cover a campaign whose
+    fences were lost. A campaign behind is waited for, up to a deadline shared by the run.
+    """
+
+    def __init__(self, store: Store, source: Source, last: dict[str, Offsets], seconds: float):
+        self.store = store
+        self.source = source
+        self.last = last
+        self.deadline = time.monotonic() + seconds
+        self.seconds = seconds
+        self._committed: Offsets = {}  # only grows: an old reading is a safe lower bound
+
+    async def caught_up(self, campaign_id: str) -> bool:
+        """Whether the worker applied every record read for the campaign (waits a while)."""
+        last = self.last.get(campaign_id, {})
+        while True:
+            (fence,) = await self.store.fence_offsets([campaign_id])
+            if applied_through(last, fence, self._committed):
+                return True
+            if time.monotonic() >= self.deadline:
+                log.warning(
+                    "the worker has not applied what was read for %s within %.0f s of the "
+                    "read: its differences are reported as in flight, not drift",
+                    campaign_id,
+                    self.seconds,
+                )
+                return False
+            self._committed = await self.source.committed()
+            if applied_through(last, fence, self._committed):
+                return True
+            await asyncio.sleep(CATCH_UP_POLL)
+
+
 class Reconciler:
     """Reads the source, compares with Redis, repairs (unless dry-run), stores reports."""
 
-    def __init__(self, store: Store, source: Source, *, max_message_bytes: int = 64 * 1024):
+    def __init__(
+        self,
+        store: Store,
+        source: Source,
+        *,
+        max_message_bytes: int = 64 * 1024,
+        catch_up_seconds: float = CATCH_UP_SECONDS,
+    ):
         self.store = store
         self.source = source
         self.max_message_bytes = max_message_bytes
+        self.catch_up_seconds = catch_up_seconds
 
     async def expected(
         self, campaign: str | None, report: Report, progress: Callable[[int, int], None] | None
-    ) -> dict[str, CampaignState]:
-        """Fold the source into per-campaign states; owners already in Redis are kept."""
+    ) -> tuple[dict[str, CampaignState], dict[str, Offsets]]:
+        """Fold the source into per-campaign states (owners already in Redis are kept), and
+        note the last offset read per campaign and partition."""
         states: dict[str, CampaignState] = {}
+        last: dict[str, Offsets] = {}
         async for records in self.source.read(progress):
             events = []
             for record in records:
@@ -174,6 +463,8 @@ class Reconciler:
                     report.invalid_skipped += 1
                 elif campaign is None or parsed.campaign_id == campaign:
                     events.append(parsed)
+                    tp = f"{record.topic}:{record.partition}"
+                    last.setdefault(parsed.campaign_id, {})[tp] = record.offset
             new = sorted({e.campaign_id for e in events} - set(states))
             for campaign_id in new:
                 states[campaign_id] = CampaignState(
@@ -181,7 +472,7 @@ class Reconciler:
                 )
             for event in events:
                 apply(states[event.campaign_id], event)
-        return states
+        return states, last
 
     async def run(
         self,
@@ -198,101 +489,144 @@ class Reconciler:
             if progress:
                 progress("reading the event log", done, total)
 
-        states = await self.expected(campaign, report, read_progress)
+        states, last = await self.expected(campaign, report, read_progress)
         if campaign is not None and campaign not in states:
             states[campaign] = CampaignState(await self.store.campaign_owner(campaign))
+        worker = WorkerProgress(self.store, self.source, last, self.catch_up_seconds)
         for n, (campaign_id, state) in enumerate(sorted(states.items()), start=1):
-            report.campaigns.append(await self.campaign(campaign_id, state, dry_run))
+            report.campaigns.append(await self.campaign(campaign_id, state, dry_run, worker))
             if progress:
                 progress("checking campaigns", n, len(states))
         report.duration_seconds = time.monotonic() - started
         return report
 
     async def campaign(
-        self, campaign_id: str, state: CampaignState, dry_run: bool
+        self,
+        campaign_id: str,
+        state: CampaignState,
+        dry_run: bool,
+        worker: WorkerProgress | None = None,
     ) -> CampaignReport:
         """Compare and repair one campaign."""
         started = time.monotonic()
         report = CampaignReport(campaign_id, state.organization_id, dry_run)
-        store = self.store
-        stats_before = await store.stats_fields(campaign_id)
-        batch_ids = sorted(set(await store.batch_ids(campaign_id)) | set(state.batches))
-        batches_before = dict(
-            zip(
-                batch_ids,
-                await store.hashes([keys.batch(campaign_id, b) for b in batch_ids]),
-                strict=True,
-            )
-        )
-        contacts = await self._stored(campaign_id, keys.contact_bucket)
-        records = await self._stored(campaign_id, keys.record_bucket)
-
-        # entities: missing or older in Redis, and extra
-        fix_contacts = [
-            (cid, c)
-            for cid, c in state.contacts.items()
-            if cid not in contacts or unpack_contact(contacts[cid]).version < c.version
-        ]
-        fix_records = [
-            (eid, r)
-            for eid, r in state.records.items()
-            if eid not in records or unpack_record(records[eid]).version < r.version
-        ]
-        fix_batches = [
-            (bid, b)
-            for bid, b in state.batches.items()
-            if b.version and int(batches_before[bid].get("v", 0) or 0) < b.version
-        ]
-        for items, stored in ((fix_contacts, contacts), (fix_records, records)):
-            for entity_id, _ in items:
-                if entity_id in stored:
-                    report.entities_stale += 1
-                else:
-                    report.entities_missing += 1
-        for bid, _ in fix_batches:
-            if "s" in batches_before[bid]:
-                report.entities_stale += 1
-            else:
-                report.entities_missing += 1
-        extra = [("c", cid) for cid in contacts if cid not in state.contacts]
-        extra += [("r", eid) for eid in records if eid not in state.records]
-        extra += [
-            ("b", bid) for bid, row in batches_before.items() if row and bid not in state.batches
-        ]
-        report.entities_extra = len(extra)
-
-        # fields: stats and batch counters against what the source implies
-        report.fields = field_drift(stats_counters(state), stats_before, "stats", is_stats_counter)
-        per_batch = batch_counters(state)
-        for bid in batch_ids:
-            found = batches_before.get(bid, {})
-            expected = per_batch.get(bid, {})
-            scope = f"batch:{bid}"
-            report.fields += field_drift(expected, found, scope, is_batch_counter)
-            if bid in state.batches:
-                for name, value in expected_batch_meta(state, bid).items():
-                    if found.get(name) != value:
-                        report.fields.append(FieldDrift(scope, name, value, found.get(name)))
-
-        known = set(batch_ids) | {unpack_contact(p).batch_id for p in contacts.values()}
-        if not dry_run:
-            if state.organization_id:
-                await store.ensure_owner(campaign_id, state.organization_id)
-            report.tenant_conflicts = await self._repair(
-                campaign_id, state, fix_batches, fix_contacts, fix_records
-            )
-            if extra:
-                report.extra_deferred = not await self._remove(campaign_id, extra, contacts)
-            report.recount_fixes = await self._recount(campaign_id, known, dry_run=False)
-            await self._fill_corrected(campaign_id, report)
-            if state.organization_id:
-                await store.register_campaigns({campaign_id: state.organization_id})
+        snap = await self._snapshot(campaign_id, state)
+        todo = plan(state, snap)
+        if (todo.batches or todo.contacts or todo.records) and worker is not None:
+            # Behind in Redis: lost, or not applied yet? Only once the worker has applied
+            # what the source read can a state still behind be called lost.
+            report.worker_caught_up = await worker.caught_up(campaign_id)
+            if report.worker_caught_up:
+                todo = await self._recheck(campaign_id, snap, todo)
+        caught_up = report.worker_caught_up
+        report.fields += meta_drift(state, snap.batches)
+        named = set(snap.batches) | snap.named_batches()
+        if dry_run:
+            done, removed = todo, await self._removable(campaign_id, todo.extra)
+            quads = await self._recount(campaign_id, named, dry_run=True)
+            rows = recount_view(snap)
         else:
-            report.recount_fixes = await self._recount(campaign_id, known, dry_run=True)
+            if state.organization_id:
+                await self.store.ensure_owner(campaign_id, state.organization_id)
+            done = await self._repair(campaign_id, state, todo, report)
+            removed = await self._remove(campaign_id, todo.extra, snap.contacts)
+            quads = await self._recount(campaign_id, named, dry_run=False)
+            rows = snap.batches
+        changes = changes_of(snap, done, removed)
+        report.fields += recount_drift(
+            quads, counter_delta(changes, rows), dry_run=dry_run, touched=touched_batches(changes)
+        )
+        self._count_entities(report, snap, done, caught_up)
+        report.entities_extra = len(removed)
+        report.extra_unconfirmed = len(todo.extra) - len(removed)
+        report.extra_deferred = report.extra_unconfirmed > 0
+        report.recount_fixes = len(quads) // 4
+        if not dry_run:
+            await self._after_repair(campaign_id, state, report, done, removed)
         report.finished_at = time.time()
         report.duration_seconds = round(time.monotonic() - started, 3)
-        await store.client.set(keys.reconciliation(campaign_id), json.dumps(report.to_dict()))
+        await self.store.client.set(keys.reconciliation(campaign_id), json.dumps(report.to_dict()))
         return report
+
+    @staticmethod
+    def _count_entities(
+        report: CampaignReport, snap: Snapshot, done: Plan, caught_up: bool
+    ) -> None:
+        """Missing / stale when the worker had caught up (really lost), else in flight."""
+        found = [
+            *(cid in snap.contacts for cid, _ in done.contacts),
+            *(eid in snap.records for eid, _ in done.records),
+            *("s" in snap.batches.get(bid, {}) for bid, _ in done.batches),
+        ]
+        if not caught_up:
+            report.entities_in_flight = len(found)
+            return
+        report.entities_stale = sum(found)
+        report.entities_missing = len(found) - report.entities_stale
+
+    async def _after_repair(
+        self,
+        campaign_id: str,
+        state: CampaignState,
+        report: CampaignReport,
+        done: Plan,
+        removed: list[tuple[str, str]],
+    ) -> None:
+        """Fill in `corrected`, count the fixes, register the campaign, wake its streams."""
+        await self._fill_corrected(campaign_id, report)
+        fixed_fields = sum(1 for d in report.fields if d.corrected == d.expected)
+        report.fixed = report.entities_missing + report.entities_stale + len(removed)
+        report.fixed += fixed_fields
+        if state.organization_id:
+            await self.store.register_campaigns({campaign_id: state.organization_id})
+        applied = len(done.batches) + len(done.contacts) + len(done.records)
+        if applied or removed or report.recount_fixes:
+            # The worker announces only what it applies: without this, open streams would
+            # show the drifted numbers until the campaign's next event.
+            await self.store.announce([campaign_id])
+
+    async def _recheck(self, campaign_id: str, snap: Snapshot, todo: Plan) -> Plan:
+        """Read the entities found behind again (the snapshot is updated): those the worker
+        applied meanwhile are no longer behind."""
+        contacts = await self.store.hget_many(
+            [(keys.contact_state(campaign_id, cid), cid) for cid, _ in todo.contacts]
+        )
+        records = await self.store.hget_many(
+            [(keys.record_state(campaign_id, eid), eid) for eid, _ in todo.records]
+        )
+        rows = await self.store.hashes([keys.batch(campaign_id, bid) for bid, _ in todo.batches])
+        for stored, items, values in (
+            (snap.contacts, todo.contacts, contacts),
+            (snap.records, todo.records, records),
+        ):
+            stored.update((i, v) for (i, _), v in zip(items, values, strict=True) if v is not None)
+        snap.batches.update((bid, row) for (bid, _), row in zip(todo.batches, rows, strict=True))
+        return Plan(
+            batches=[
+                (bid, b) for bid, b in todo.batches if _version(snap.batches[bid]) < b.version
+            ],
+            contacts=[
+                (cid, c)
+                for cid, c in todo.contacts
+                if cid not in snap.contacts
+                or unpack_contact(snap.contacts[cid]).version < c.version
+            ],
+            records=[
+                (eid, r)
+                for eid, r in todo.records
+                if eid not in snap.records or unpack_record(snap.records[eid]).version < r.version
+            ],
+            extra=todo.extra,
+        )
+
+    async def _snapshot(self, campaign_id: str, state: CampaignState) -> Snapshot:
+        batch_ids = sorted(set(await self.store.batch_ids(campaign_id)) | set(state.batches))
+        rows = await self.store.hashes([keys.batch(campaign_id, b) for b in batch_ids])
+        return Snapshot(
+            batches=dict(zip(batch_ids, rows, strict=True)),
+            contacts=await self._stored(campaign_id, keys.contact_bucket),
+            records=await self._stored(campaign_id, keys.record_bucket),
+        )
 
     async def _stored(self, campaign_id: str, bucket: Callable[[str, int], str]) -> dict[str, str]:
         rows = await self.store.hashes([bucket(campaign_id, b) for b in range(keys.STATE_BUCKETS)])
@@ -302,77 +636,92 @@ class Reconciler:
         return merged
 
     async def _repair(
-        self,
-        campaign_id: str,
-        state: CampaignState,
-        batches: list[Any],
-        contacts: list[Any],
-        records: list[Any],
-    ) -> int:
-        from processors.store.lua import TENANT_MISMATCH
-        from processors.store.slices import encode_repair
+        self, campaign_id: str, state: CampaignState, todo: Plan, report: CampaignReport
+    ) -> Plan:
+        """Re-apply by version; what the version check really applied.
 
+        Batches first, so that a contact re-applied into a lost batch finds it restored.
+        """
         org = state.organization_id or ""
-        calls = []
-        calls.append(encode_repair(campaign_id, org, batches=batches))
-        for chunk in _chunks(contacts, REPAIR_CHUNK):
-            calls.append(encode_repair(campaign_id, org, contacts=chunk))
-        for chunk in _chunks(records, REPAIR_CHUNK):
-            calls.append(encode_repair(campaign_id, org, records=chunk))
-        conflicts = 0
-        for codes in await self.store.apply_calls([c for c in calls if c[1][-1]]):
-            conflicts += sum(1 for code in codes if code == TENANT_MISMATCH)
-        return conflicts
+        applied = Plan([], [], [], [])
+        kinds: tuple[tuple[str, list[Any], list[Any]], ...] = (
+            ("batches", todo.batches, applied.batches),
+            ("contacts", todo.contacts, applied.contacts),
+            ("records", todo.records, applied.records),
+        )
+        for kind, items, kept in kinds:
+            if not items:
+                continue
+            calls = [
+                encode_repair(campaign_id, org, **{kind: chunk})
+                for chunk in _chunks(items, REPAIR_CHUNK)
+            ]
+            codes = [code for result in await self.store.apply_calls(calls) for code in result]
+            for item, code in zip(items, codes, strict=True):
+                if code == APPLIED:
+                    kept.append(item)
+                report.tenant_conflicts += int(code == TENANT_MISMATCH)
+        return applied
 
     async def _remove(
         self, campaign_id: str, extra: list[tuple[str, str]], contacts: dict[str, str]
-    ) -> bool:
+    ) -> list[tuple[str, str]]:
+        """REMOVE_ENTITIES chunk by chunk; what was removed (a refused chunk removes nothing)."""
         ends = self.source.ends
-        entities: list[tuple[str, str, list[str]]] = []
-        for kind, entity_id in extra:
-            if kind == "c":
-                batch_id = unpack_contact(contacts[entity_id]).batch_id
-                entity_keys = [
-                    keys.contact_state(campaign_id, entity_id),
-                    keys.batch(campaign_id, batch_id),
-                ]
-            elif kind == "r":
-                entity_keys = [keys.record_state(campaign_id, entity_id)]
-            else:
-                entity_keys = [keys.batch(campaign_id, entity_id)]
-            entities.append((kind, entity_id, entity_keys))
-        for chunk in _chunks(entities, REPAIR_CHUNK):
-            if await self.store.remove_entities(campaign_id, ends, chunk) < 0:
-                return False
-        return True
+        removed: list[tuple[str, str]] = []
+        for chunk in _chunks(extra, REPAIR_CHUNK):
+            entities = [(k, e, self._entity_keys(campaign_id, k, e, contacts)) for k, e in chunk]
+            if await self.store.remove_entities(campaign_id, ends, entities) < 0:
+                break  # the worker is past the read: the rest waits for a later run
+            removed += chunk
+        return removed
 
-    async def _recount(self, campaign_id: str, known: set[str], *, dry_run: bool) -> int:
-        """RECOUNT; a batch created meanwhile makes it refuse, then it is read and retried."""
+    @staticmethod
+    def _entity_keys(
+        campaign_id: str, kind: str, entity_id: str, contacts: dict[str, str]
+    ) -> list[str]:
+        if kind == "c":
+            batch_id = unpack_contact(contacts[entity_id]).batch_id
+            return [keys.contact_state(campaign_id, entity_id), keys.batch(campaign_id, batch_id)]
+        if kind == "r":
+            return [keys.record_state(campaign_id, entity_id)]
+        return [keys.batch(campaign_id, entity_id)]
+
+    async def _removable(
+        self, campaign_id: str, extra: list[tuple[str, str]]
+    ) -> list[tuple[str, str]]:
+        """Dry run: the extra entities a removal would take, by REMOVE_ENTITIES's own rule
+        (no fence at or past the offsets read). Fences read after the entities: whatever
+        was read came from before the ends if they are still short of them."""
+        if not extra:
+            return []
+        (fence,) = await self.store.fence_offsets([campaign_id])
+        ends = self.source.ends
+        ahead = any(f not in ends or offset >= ends[f] for f, offset in fence.items())
+        return [] if ahead else extra
+
+    async def _recount(self, campaign_id: str, known: set[str], *, dry_run: bool) -> list[str]:
+        """RECOUNT's drift quadruples; a batch created meanwhile makes it refuse, then it
+        is read and retried."""
         referenced = known | set(await self.store.batch_ids(campaign_id))
         for _ in range(5):
             drift = await self.store.recount(campaign_id, sorted(referenced), dry_run=dry_run)
             if drift is not None:
-                return len(drift) // 4
+                return drift
             for packed in (await self._stored(campaign_id, keys.contact_bucket)).values():
                 referenced.add(unpack_contact(packed).batch_id)
         raise RuntimeError(f"recount of {campaign_id} kept meeting new batches; run it again")
 
     async def _fill_corrected(self, campaign_id: str, report: CampaignReport) -> None:
-        stats_after = await self.store.stats_fields(campaign_id)
-        batch_rows: dict[str, dict[str, str]] = {}
+        """Metadata is only reported: `corrected` is what the batch holds after the run."""
+        rows: dict[str, dict[str, str]] = {}
         for drift in report.fields:
-            if drift.scope == "stats":
-                row = stats_after
-            else:
-                bid = drift.scope.split(":", 1)[1]
-                if bid not in batch_rows:
-                    batch_rows[bid] = (await self.store.hashes([keys.batch(campaign_id, bid)]))[0]
-                row = batch_rows[bid]
-            value = row.get(drift.field)
-            if isinstance(drift.expected, int):
-                drift.corrected = int(value or 0)
-            else:
-                drift.corrected = value
+            if drift.corrected is not None or not drift.scope.startswith("batch:"):
+                continue
+            bid = drift.scope.split(":", 1)[1]
+            if bid not in rows:
+                rows[bid] = (await self.store.hashes([keys.batch(campaign_id, bid)]))[0]
+            drift.corrected = rows[bid].get(drift.field)
 
 
 def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:

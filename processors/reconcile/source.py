@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 
 from processors import UndecodableLog, fetching
 from processors.settings import Settings
@@ -42,6 +43,11 @@ class Source(Protocol):
         self, progress: Callable[[int, int], None] | None = None
     ) -> AsyncIterator[list[Record]]:
         """Every record up to the ends, in offset order per partition, in batches."""
+        ...
+
+    async def committed(self) -> dict[str, int]:
+        """`topic:partition` -> the worker group's committed offset (the next one it reads):
+        everything before it is applied. Empty when unknown."""
         ...
 
 
@@ -131,3 +137,25 @@ class KafkaLogSource:
                     tp.topic, tp.partition, hold.offset,
                 )  # fmt: skip
                 stop[tp] = hold.offset
+
+    async def committed(self) -> dict[str, int]:
+        """The consumer group's committed offsets of the partitions read (no group join:
+        a consumer that never subscribes only asks the coordinator)."""
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            group_id=self.settings.consumer_group,
+            enable_auto_commit=False,
+        )
+        offsets: dict[str, int] = {}
+        try:
+            await consumer.start()
+            for name in self.ends:
+                topic, _, partition = name.rpartition(":")
+                offset = await consumer.committed(TopicPartition(topic, int(partition)))
+                if offset is not None:
+                    offsets[name] = offset
+        except KafkaError as exc:  # only a hint: the fences still tell
+            log.warning("reading the group's committed offsets failed: %s", exc)
+        finally:
+            await consumer.stop()
+        return offsets

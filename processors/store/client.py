@@ -299,6 +299,22 @@ class Store:
             rows.extend(await pipe.execute())
         return rows
 
+    async def hget_many(self, fields: list[tuple[str, str]], chunk: int = 2000) -> list[str | None]:
+        """HGET of many (key, field) pairs, pipelined in chunks."""
+        values: list[str | None] = []
+        for start in range(0, len(fields), chunk):
+            pipe = self.client.pipeline(transaction=False)
+            for name, field in fields[start : start + chunk]:
+                pipe.hget(name, field)
+            values.extend(await pipe.execute())
+        return values
+
+    async def fence_offsets(self, campaign_ids: list[str]) -> list[dict[str, int]]:
+        """Per campaign: `topic:partition` -> offset of the last message the worker applied."""
+        rows = await self.hashes([keys.fence(c) for c in campaign_ids])
+        # a fence value is `epoch:offset`
+        return [{f: int(v.rpartition(":")[2]) for f, v in row.items()} for row in rows]
+
     async def remove_entities(
         self, campaign_id: str, ends: dict[str, int], entities: list[tuple[str, str, list[str]]]
     ) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import threading
@@ -10,9 +11,13 @@ from typing import Any
 
 import redis
 
+from processors import metrics
+from processors.reconcile.cli import reconcile_once
+from processors.settings import Settings
 from processors.store import keys
 from processors.tools.embedded import EmbeddedInfra
 from processors.tools.simulate import Simulation
+from tests.conftest import wait_until
 from tests.e2e.conftest import Proc, run_cli, token
 from tests.e2e.test_pipeline import api_get, matches
 from tests.e2e.test_pipeline import assert_exact as pipeline_exact
@@ -38,6 +43,52 @@ def produce_chunks(
 def assert_exact(api_url: str, infra: EmbeddedInfra, expected: Expected) -> None:
     tokens = {org: token(infra, org) for org in set(expected.owner.values())}
     pipeline_exact(api_url, expected, tokens)
+
+
+def test_live_traffic_with_nothing_wrong_reports_no_drift(
+    infra: EmbeddedInfra, worker: Proc, api_url: str, tmp_path: Path
+) -> None:
+    """A dialer keeps sending while reconcile runs, a dry run and then a repair: nothing is
+    wrong, so nothing is reported -- in the JSON report, the stored report and the metric
+    `dialer_stats_reconcile_drift_total` alike."""
+    sim = Proc(infra, tmp_path / "simulate.log", "simulate", "--campaigns", "3", "--rate", "300",
+               "--seed", "4242")  # fmt: skip
+    campaigns = [f"cmp_4242_{i}" for i in range(3)]
+    client = redis.Redis.from_url(infra.valkey.url, decode_responses=True)
+
+    def applied() -> int:
+        return sum(int(client.hget(keys.stats(c), "events:applied") or 0) for c in campaigns)
+
+    try:
+        wait_until(lambda: applied() > 1500, timeout=60, what="traffic to flow")
+        before = applied()
+        dry = run_cli(infra, "reconcile", "--dry-run", "--json")
+        assert dry.returncode == 0, dry.stderr
+        drift_total = metrics.RECONCILE_DRIFT._value.get()
+        settings = Settings(
+            kafka_bootstrap_servers=infra.env["KAFKA_BOOTSTRAP_SERVERS"],
+            redis_url=infra.env["REDIS_URL"],
+        )
+        repaired = asyncio.run(reconcile_once(settings, campaign=None, dry_run=False, console=None))
+        assert applied() > before and sim.process.poll() is None  # live all along
+    finally:
+        sim.stop()
+
+    for report in (json.loads(dry.stdout), repaired.to_dict()):
+        mine = [c for c in report["campaigns"] if c["campaign_id"] in campaigns]
+        assert len(mine) == 3
+        for c in mine:
+            assert c["worker_caught_up"], c
+            assert (c["drift"], c["fields"], c["entities_missing"], c["entities_stale"]) == (
+                0, [], 0, 0,
+            ), c  # fmt: skip
+        assert report["totals"]["campaigns_with_drift"] == 0, report["totals"]
+    assert metrics.RECONCILE_DRIFT._value.get() == drift_total
+    owner = client.hget(keys.stats(campaigns[0]), "org")
+    stored = api_get(
+        api_url, f"/api/v1/campaigns/{campaigns[0]}/reconciliation", token(infra, owner)
+    )
+    assert stored.status_code == 200 and stored.json()["drift"] == 0
 
 
 def test_flushall_mid_stream_then_reconcile_while_sending(

@@ -6,11 +6,14 @@ import itertools
 import json
 import queue
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+import redis
 
+from processors.store import keys
 from processors.tools.embedded import EmbeddedInfra
 from processors.tools.simulate import Simulation
 from tests.conftest import wait_until
@@ -122,3 +125,60 @@ def test_stream_auth_and_tenancy(
     stranger = Listener(f"{url}?access_token={token(infra, 'org_stranger')}")
     reply = stranger.items.get(timeout=10)
     assert reply["status"] == 404 and json.loads(reply["body"]) == {"detail": "Campaign not found"}
+
+
+def produced_and_shown(infra: EmbeddedInfra, api_url: str, tmp_path: Path, prefix: str) -> Any:
+    """One campaign's events produced and applied; (expected, campaign, its owner's token)."""
+    events = list(itertools.islice(Simulation(campaigns=1, seed=33, prefix=prefix).events(), 300))
+    path = tmp_path / f"{prefix}.jsonl"
+    path.write_text("\n".join(json.dumps(e) for e in events) + "\n")
+    assert run_cli(infra, "produce", str(path)).returncode == 0
+    expected = Expected(events)
+    (campaign,) = expected.campaigns
+    tok = token(infra, expected.owner[campaign])
+    wait_until(lambda: matches(api_url, expected, {expected.owner[campaign]: tok}), timeout=60)
+    return expected, campaign, tok
+
+
+def test_a_reconciliation_repair_is_pushed_to_open_streams(
+    infra: EmbeddedInfra, worker: Proc, api_url: str, tmp_path: Path
+) -> None:
+    """Counters edited behind the worker's back are invisible to a stream (nothing
+    announces them); the reconciliation that corrects them pushes the corrected stats."""
+    expected, campaign, tok = produced_and_shown(infra, api_url, tmp_path, "ssefix")
+    url = f"{api_url}/api/v1/campaigns/{campaign}/stats/stream"
+    listener = Listener(url, {"Authorization": f"Bearer {tok}"})
+    snapshot = listener.next_event()
+    assert snapshot["data"] == expected.stats(campaign)
+
+    client = redis.Redis.from_url(infra.valkey.url, decode_responses=True)
+    client.hincrby(keys.stats(campaign), "contacts:completed", 5)
+    assert api_get(api_url, f"/api/v1/campaigns/{campaign}/stats", tok).json() != snapshot["data"]
+    done = run_cli(infra, "reconcile", "--campaign", campaign, "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["campaigns"][0]["drift"] == 1
+    pushed = listener.next_event(timeout=15)  # the worker is idle: only the repair announces
+    assert pushed["id"] > snapshot["id"] and pushed["data"] == expected.stats(campaign)
+    listener.close()
+
+
+def test_revoking_a_token_ends_its_open_streams(
+    infra: EmbeddedInfra, worker: Proc, api_url: str, tmp_path: Path
+) -> None:
+    """`dialer-stats token revoke` ends a stream opened with that token within about one
+    heartbeat (1 s here) with `event: revoked`; reconnecting is refused."""
+    _, campaign, tok = produced_and_shown(infra, api_url, tmp_path, "sserevoke")
+    url = f"{api_url}/api/v1/campaigns/{campaign}/stats/stream?access_token={tok}"
+    listener = Listener(url)
+    assert listener.next_event()["event"] == "stats"
+    assert run_cli(infra, "token", "revoke", tok).returncode == 0
+    revoked_at = time.monotonic()
+    assert listener.next_event(timeout=10) == {
+        "event": "revoked",
+        "data": {"detail": "Invalid or revoked token"},
+    }
+    listener.thread.join(timeout=5)
+    assert not listener.thread.is_alive()  # the server ended the response
+    assert time.monotonic() - revoked_at < 3
+    again = Listener(url)
+    assert again.items.get(timeout=10)["status"] == 401

@@ -40,6 +40,15 @@ class ListSource:
             offsets[p] += 1
         self.ends = {f"t:{p}": offsets[p] for p in range(partitions)}
         self.during_read: Callable[[], Awaitable[None]] | None = None
+        self.committed_offsets: dict[str, int] | None = None
+        self.on_committed: Callable[[], Awaitable[None]] | None = None
+
+    async def committed(self) -> dict[str, int]:
+        """The simulated worker has committed everything the log holds (unless told)."""
+        if self.on_committed is not None:
+            await self.on_committed()
+            self.on_committed = None
+        return self.committed_offsets if self.committed_offsets is not None else self.ends
 
     async def read(self, progress: Any = None) -> AsyncIterator[list[Rec]]:
         for start in range(0, len(self.records), 50):
@@ -49,10 +58,20 @@ class ListSource:
                 self.during_read = None
 
 
-async def load(store: Store, source: ListSource, start: int = 0) -> None:
-    """Apply the source's records from `start` the way the worker would."""
+def prefix(source: ListSource, size: int) -> ListSource:
+    """The log as a reconciliation reading it after `size` records sees it."""
+    cut = ListSource([])
+    cut.records = source.records[:size]
+    cut.ends = {field: 0 for field in source.ends}
+    for r in cut.records:
+        cut.ends[f"{r.topic}:{r.partition}"] = r.offset + 1
+    return cut
+
+
+async def load(store: Store, source: ListSource, start: int = 0, stop: int | None = None) -> None:
+    """Apply the source's records from `start` (to `stop`) the way the worker would."""
     log = []
-    for r in source.records[start:]:
+    for r in source.records[start:stop]:
         event = parse(r.value or b"")
         assert not isinstance(event, Rejection)
         log.append((r.topic, r.partition, r.offset, event))
@@ -190,3 +209,133 @@ async def test_one_reconciler_at_a_time(valkey_server: Any) -> None:
     finally:
         await lock.release()
         await client.aclose()
+
+
+def drift_of(report: Any) -> list[tuple[str, str, Any, Any]]:
+    return [(f.scope, f.field, f.found, f.expected) for f in report.fields]
+
+
+async def test_live_traffic_with_nothing_lost_reports_no_drift(store: Store) -> None:
+    """The worker keeps applying past the offsets read: neither a dry run nor a repair
+    reports drift (counters are compared with entity state atomically, not with the read)."""
+    events = random_stream(random.Random(31), campaigns=2, size=500)
+    full = ListSource(events)
+    read = prefix(full, 300)
+    await load(store, full, stop=380)  # the worker is already past the read
+
+    async def live_traffic() -> None:
+        await load(store, full, start=380)
+
+    read.during_read = live_traffic
+    dry = await Reconciler(store, read).run(dry_run=True)
+    report = await Reconciler(store, read).run()
+    for run in (dry, report):
+        assert [(c.campaign_id, c.drift, drift_of(c)) for c in run.campaigns] == [
+            ("cmp_0", 0, []),
+            ("cmp_1", 0, []),
+        ]
+        assert all(c.worker_caught_up and not c.entities_in_flight for c in run.campaigns)
+    # entities created after the read are not removed, and not drift either
+    assert report.totals()["extra_unconfirmed"] > 0
+    await assert_matches(store, Expected(events))
+
+
+async def test_lost_states_are_entity_drift_and_only_edited_counters_field_drift(
+    store: Store,
+) -> None:
+    """Entity states lost with their counters intact: the counters were right, so only the
+    hand-edited counter is field drift -- the same in the dry run and the repair."""
+    events = random_stream(random.Random(8), campaigns=1, size=300)
+    source = ListSource(events)
+    await load(store, source)
+    expected = Expected(events)
+    client = store.client
+    contacts = sorted(await Reconciler(store, source)._stored("cmp_0", keys.contact_bucket))
+    lost = contacts[:4]
+    for contact_id in lost:
+        assert await client.hdel(keys.contact_state("cmp_0", contact_id), contact_id) == 1
+    completed = int(await client.hget(keys.stats("cmp_0"), "calls:completed") or 0)
+    await client.hincrby(keys.stats("cmp_0"), "calls:completed", 3)
+
+    for dry_run in (True, False):
+        (report,) = (await Reconciler(store, source).run(dry_run=dry_run)).campaigns
+        assert (report.entities_missing, report.entities_stale) == (len(lost), 0)
+        assert drift_of(report) == [("stats", "calls:completed", completed + 3, completed)]
+    assert report.fields[0].corrected == completed
+    await assert_matches(store, expected)
+
+
+async def test_what_the_worker_has_not_applied_yet_is_in_flight_not_drift(store: Store) -> None:
+    """Lag is not drift: while the worker is behind the read, the differences are reported
+    as in flight (and repaired anyway, by version: the worker's own events then change
+    nothing)."""
+    events = random_stream(random.Random(12), campaigns=1, size=300)
+    source = ListSource(events)
+    await load(store, source, stop=150)
+    source.committed_offsets = {}  # nor has the group committed anything
+
+    for dry_run in (True, False):
+        run = await Reconciler(store, source, catch_up_seconds=0.3).run(dry_run=dry_run)
+        (report,) = run.campaigns
+        assert not report.worker_caught_up
+        assert report.entities_in_flight > 0
+        assert (report.drift, drift_of(report)) == (0, [])
+    await assert_matches(store, Expected(events))
+    await load(store, source, start=150)  # the worker gets there: stale, nothing changes
+    await assert_matches(store, Expected(events))
+
+
+async def test_what_the_worker_applies_while_waited_for_is_not_drift(store: Store) -> None:
+    """Redis behind the read, the worker catching up while reconcile waits for it: the
+    entities are read again, found applied, and reported as nothing."""
+    events = random_stream(random.Random(13), campaigns=1, size=300)
+    source = ListSource(events)
+    await load(store, source, stop=150)
+    source.committed_offsets = {}
+
+    async def worker_catches_up() -> None:
+        await load(store, source, start=150)
+
+    source.on_committed = worker_catches_up  # runs while the reconciler waits
+    (report,) = (await Reconciler(store, source).run(dry_run=True)).campaigns
+    assert report.worker_caught_up
+    assert (report.drift, report.entities_in_flight, drift_of(report)) == (0, 0, [])
+    await assert_matches(store, Expected(events))
+
+
+async def test_open_streams_hear_of_a_repair_and_only_of_one(store: Store) -> None:
+    """A repair that changed counters announces the campaign on its updates channel; a run
+    with nothing to repair and a dry run stay silent."""
+    events = random_stream(random.Random(3), campaigns=1, size=150)
+    source = ListSource(events)
+    await load(store, source)
+    pubsub = store.client.pubsub()
+    await pubsub.psubscribe(keys.UPDATES_PATTERN)
+    try:
+        await Reconciler(store, source).run()  # nothing to repair
+        await store.client.hincrby(keys.stats("cmp_0"), "contacts:pending", 2)
+        await Reconciler(store, source).run(dry_run=True)
+        await store.announce(["sentinel"])  # published after anything the runs published
+        heard = await channels_until(pubsub, keys.updates_channel("sentinel"))
+        assert keys.updates_channel("cmp_0") not in heard
+
+        await Reconciler(store, source).run()
+        assert keys.updates_channel("cmp_0") in await channels_until(
+            pubsub, keys.updates_channel("cmp_0")
+        )
+    finally:
+        await pubsub.aclose()
+
+
+async def channels_until(pubsub: Any, channel: str, timeout: float = 10.0) -> list[str]:
+    """Channels of the messages received up to and including one on `channel`."""
+    import asyncio
+
+    heard: list[str] = []
+    deadline = asyncio.get_running_loop().time() + timeout
+    while channel not in heard:
+        assert asyncio.get_running_loop().time() < deadline, f"no message on {channel}: {heard}"
+        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)
+        if message is not None:
+            heard.append(message["channel"])
+    return heard
