@@ -328,49 +328,53 @@ def test_an_undecodable_batch_stops_only_its_partition_and_recovers(
         blocked_worker.stop()
 
 
-def test_produce_compresses_with_the_setting(
-    infra: EmbeddedInfra, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """`dialer-stats produce` compresses: zstd by default, else `--compression` or
-    DIALER_STATS_COMPRESSION -- the batches on the wire say so, and they read back whole."""
+def codecs_of(
+    bootstrap: str, topic: str, records: int, monkeypatch: pytest.MonkeyPatch
+) -> set[int]:
+    """The compression codecs of a topic's batches (4 partitions), read until `records`."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     from processors import fetching
 
-    events = list(itertools.islice(Simulation(campaigns=1, seed=4040, prefix="zip").events(), 200))
-    path = tmp_path / "zip.jsonl"
-    path.write_text("\n".join(json.dumps(e) for e in events) + "\n")
     seen: list[int] = []
     batches = fetching._batches
 
-    def spy(records: Any, *, check_crcs: bool) -> Any:
-        found, error = batches(records, check_crcs=check_crcs)
+    def spy(data: Any, *, check_crcs: bool) -> Any:
+        found, error = batches(data, check_crcs=check_crcs)
         seen.extend(batch.compression_type for batch in found if not batch.is_control_batch)
         return found, error
 
-    monkeypatch.setattr(fetching, "_batches", spy)
-
-    async def codecs(topic: str) -> set[int]:
+    async def read() -> None:
         fetching.install()
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=infra.broker.bootstrap, enable_auto_commit=False
-        )
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
         await consumer.start()
         try:
             tps = [TopicPartition(topic, p) for p in range(4)]
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
-            seen.clear()
-            read = 0
-            for _ in range(50):
-                read += sum(len(r) for r in (await consumer.getmany(timeout_ms=200)).values())
-                if read >= len(contacts):
+            done = 0
+            for _ in range(100):
+                done += sum(len(r) for r in (await consumer.getmany(timeout_ms=200)).values())
+                if done >= records:
                     break
-            assert read == len(contacts)
+            assert done >= records
         finally:
             await consumer.stop()
-        return set(seen)
 
+    with monkeypatch.context() as patch:
+        patch.setattr(fetching, "_batches", spy)
+        asyncio.run(read())
+    return set(seen)
+
+
+def test_produce_compresses_with_the_setting(
+    infra: EmbeddedInfra, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`dialer-stats produce` compresses: zstd by default, else `--compression` or
+    DIALER_STATS_COMPRESSION -- the batches on the wire say so, and they read back whole."""
+    events = list(itertools.islice(Simulation(campaigns=1, seed=4040, prefix="zip").events(), 200))
+    path = tmp_path / "zip.jsonl"
+    path.write_text("\n".join(json.dumps(e) for e in events) + "\n")
     contacts = [e for e in events if e["event_type"] == "contact.status_changed"]
     gzip = {"DIALER_STATS_COMPRESSION": "gzip"}
     runs: list[tuple[list[str], dict[str, str], int]] = [
@@ -384,6 +388,28 @@ def test_produce_compresses_with_the_setting(
         asyncio.run(create_topics(infra.broker.bootstrap, (topic,), 4))
         done = run_cli(infra, "produce", str(path), *args, DIALER_STATS_TOPIC_CONTACTS=topic, **env)
         assert done.returncode == 0, done.stderr.decode()
-        assert asyncio.run(codecs(topic)) == {codec}
+        assert codecs_of(infra.broker.bootstrap, topic, len(contacts), monkeypatch) == {codec}
     refused = run_cli(infra, "produce", str(path), "--compression", "brotli")
     assert refused.returncode == 2
+
+
+def test_dead_letters_are_compressed(
+    infra: EmbeddedInfra, worker: Proc, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker's dead-letter producer compresses with the setting (zstd by default)."""
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(b"not json at all\n" * 3)
+    before = sample(
+        scrape(worker.metrics_url), "dialer_stats_dead_letters_total", 'reason="invalid_json"'
+    )
+    assert run_cli(infra, "produce", str(path), "--raw").returncode == 0
+    wait_until(
+        lambda: sample(scrape(worker.metrics_url), "dialer_stats_dead_letters_total",
+                       'reason="invalid_json"') >= before + 3,
+        timeout=60,
+        what="the dead letters",
+    )  # fmt: skip
+    letters = int(before) + 3  # at least this many letters are on the topic by now
+    assert codecs_of(infra.broker.bootstrap, SETTINGS.topic_dead_letter, letters, monkeypatch) == {
+        4
+    }
