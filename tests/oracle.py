@@ -1,7 +1,9 @@
 """An independent oracle: expected API responses computed directly from event dicts.
 
-Deliberately simple and separate from the code under test: keep the highest version of
-each entity, then count. It knows nothing of Redis, Lua or the incremental model.
+Deliberately simple and separate from the code under test: drop other organizations'
+events, keep the highest version of each entity, then count. A contact is in the batch its
+highest version names (batch moves need nothing more); a batch exists if it was upserted or
+a contact is in it. It knows nothing of Redis, Lua or the incremental model.
 """
 
 from __future__ import annotations
@@ -49,14 +51,19 @@ def latest(events: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str,
 
 
 class Expected:
-    """Expected stats and batch lists of every campaign in a stream of valid events."""
+    """Expected stats and batch lists of every campaign in a stream of valid events.
+
+    The organization of a campaign's first event in the list owns it; the events of other
+    organizations for it count for nothing (tenant mismatches).
+    """
 
     def __init__(self, events: list[dict[str, Any]]) -> None:
-        self.top = latest(events)
-        self.campaigns = sorted({e["campaign_id"] for e in events})
         self.owner: dict[str, str] = {}
         for event in events:
             self.owner.setdefault(event["campaign_id"], event["organization_id"])
+        own = [e for e in events if e["organization_id"] == self.owner[e["campaign_id"]]]
+        self.top = latest(own)
+        self.campaigns = sorted(self.owner)
 
     def _of(self, campaign: str, event_type: str) -> list[dict[str, Any]]:
         return [e for (c, t, _), e in self.top.items() if c == campaign and t == event_type]

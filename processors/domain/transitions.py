@@ -1,8 +1,9 @@
 """The pure model of what Redis holds for one campaign: state transitions and counters.
 
-`apply(state, event)` mirrors the Lua script event for event (same outcome codes);
-`counter_fields` recounts the counter hashes from entity state. Reconciliation and the
-property tests use it; the Lua script is checked against it.
+`apply(state, event)` mirrors the Lua script event for event (same outcome codes, same
+batch moves and disappearing contact-only batches); `stats_counters` and `batch_counters`
+recount the counter hashes from entity state. Reconciliation and the property tests use
+it; the Lua script is checked against it.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from processors.domain.events import BatchUpserted, ContactStatusChanged, Event
-from processors.store.lua import APPLIED, BATCH_MISMATCH, STALE, TENANT_MISMATCH
-from processors.store.slices import epoch_ms, iso
+from processors.store.lua import APPLIED, STALE, TENANT_MISMATCH
+from processors.store.slices import epoch_us, iso
 
 
 @dataclass(slots=True)
@@ -37,6 +38,7 @@ class BatchState:
     status: str = "pending"
     total_contacts: int | None = None
     created: datetime | None = None
+    known: int = 0  # contacts whose latest version names the batch
 
     @property
     def created_at(self) -> str | None:
@@ -44,9 +46,9 @@ class BatchState:
         return iso(self.created) if self.created is not None else None
 
     @property
-    def created_ms(self) -> int | None:
-        """created_at in ms (the batch index score)."""
-        return epoch_ms(self.created) if self.created is not None else None
+    def created_us(self) -> int | None:
+        """created_at in microseconds since the epoch (the batch index score)."""
+        return epoch_us(self.created) if self.created is not None else None
 
 
 @dataclass(slots=True)
@@ -64,25 +66,9 @@ def apply(state: CampaignState, event: Event) -> int:
     if event.organization_id != state.organization_id:
         return TENANT_MISMATCH
     if isinstance(event, BatchUpserted):
-        batch = state.batches.get(event.batch_id)
-        if batch is not None and event.version <= batch.version:
-            return STALE
-        state.batches[event.batch_id] = BatchState(
-            event.version, event.status, event.total_contacts, event.created_at
-        )
-        return APPLIED
+        return _apply_batch(state, event)
     if isinstance(event, ContactStatusChanged):
-        contact = state.contacts.get(event.contact_id)
-        if contact is not None:
-            if contact.batch_id != event.batch_id:
-                return BATCH_MISMATCH
-            if event.version <= contact.version:
-                return STALE
-        state.batches.setdefault(event.batch_id, BatchState(version=0))
-        state.contacts[event.contact_id] = ContactState(
-            event.version, event.status, event.retry_count, event.batch_id
-        )
-        return APPLIED
+        return _apply_contact(state, event)
     record = state.records.get(event.execution_id)
     if record is not None and event.version <= record.version:
         return STALE
@@ -90,6 +76,48 @@ def apply(state: CampaignState, event: Event) -> int:
         event.version, event.call_status, event.is_follow_up
     )
     return APPLIED
+
+
+def _apply_batch(state: CampaignState, event: BatchUpserted) -> int:
+    batch = state.batches.get(event.batch_id)
+    if batch is None:
+        batch = state.batches[event.batch_id] = BatchState(version=0)
+    elif event.version <= batch.version:
+        return STALE
+    batch.version, batch.status = event.version, event.status
+    batch.total_contacts, batch.created = event.total_contacts, event.created_at
+    return APPLIED
+
+
+def _apply_contact(state: CampaignState, event: ContactStatusChanged) -> int:
+    contact = state.contacts.get(event.contact_id)
+    if contact is None:
+        _join(state, event.batch_id)
+    elif event.version <= contact.version:
+        return STALE  # whatever batch it names
+    elif contact.batch_id != event.batch_id:  # a move
+        _leave(state, contact.batch_id)
+        _join(state, event.batch_id)
+    state.contacts[event.contact_id] = ContactState(
+        event.version, event.status, event.retry_count, event.batch_id
+    )
+    return APPLIED
+
+
+def _join(state: CampaignState, batch_id: str) -> None:
+    state.batches.setdefault(batch_id, BatchState(version=0)).known += 1
+
+
+def _leave(state: CampaignState, batch_id: str) -> None:
+    """A contact moved away; a batch known only from contacts goes with the last one.
+
+    Otherwise the batches listed would depend on the delivery order: a contact-only batch
+    seen through a version that was later superseded would stay behind.
+    """
+    batch = state.batches[batch_id]
+    batch.known -= 1
+    if batch.known == 0 and batch.version == 0:
+        del state.batches[batch_id]
 
 
 def _nonzero(counts: Counter[str]) -> dict[str, int]:

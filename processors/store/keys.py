@@ -41,7 +41,7 @@ def batch(campaign_id: str, batch_id: str) -> str:
 
 
 def batch_index(campaign_id: str, status: str | None = None) -> str:
-    """Sorted set of batch ids scored by created_at (ms); one for all, one per status."""
+    """Sorted set of batch ids scored by created_at in microseconds; all, or one per status."""
     suffix = f":{status}" if status else ""
     return f"{_tag(campaign_id)}:bi{suffix}"
 

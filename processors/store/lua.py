@@ -1,9 +1,12 @@
 """Every Lua script dialer-stats runs, each with its KEYS / ARGV / return contract.
 
-Scripts never build key names: every key arrives in KEYS (see `keys`), so they run unchanged
-on Redis Cluster, where all keys of one call share the `{campaign_id}` hash tag. All three
-scripts share one fixed KEYS prefix (`campaign_keys`) and one prelude of helpers, so a
-transition is written once.
+Scripts never build key names but one: every key arrives in KEYS (see `keys`), so they run
+unchanged on Redis Cluster, where all keys of one call share the `{campaign_id}` hash tag.
+The exception is the batch a contact moves away from: only the stored state names it, so
+APPLY_SLICE gets the batch hash prefix of the campaign (`keys.batch(campaign, "")`) and
+appends the batch id -- the same hash tag, so the same slot. All three scripts share one
+fixed KEYS prefix (`campaign_keys`) and one prelude of helpers, so a transition is written
+once.
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ FIELDS_PER_EVENT: Final = 13
 EVENT_SEP: Final = "\x1e"
 FIELD_SEP: Final = "\x1f"
 
-#: Outcome codes returned per event by APPLY_SLICE.
-APPLIED, REPLAYED, STALE, TENANT_MISMATCH, BATCH_MISMATCH = range(5)
+#: Outcome codes returned per event by APPLY_SLICE (stable: the worker and the stats
+#: hash's `events:*` tallies name them).
+APPLIED, REPLAYED, STALE, TENANT_MISMATCH = range(4)
 
 
 def campaign_keys(campaign_id: str) -> list[str]:
@@ -81,6 +85,22 @@ local function flush_bumps()
       end
     end
   end
+  pending, pending_keys = {}, {}
+end
+
+-- A batch known only from its contacts (version 0, no batch.upserted) exists while a
+-- contact names it. Once the last one moved away or was removed it goes -- hash, index
+-- entries, `batches:pending` -- as if never seen: the final state must be the same in any
+-- delivery order. Called after flush_bumps(), when `known` is final; flush again after.
+local function drop_if_unnamed(bkey, batch_id)
+  local meta = redis.call('HMGET', bkey, 's', 'v', 'known')
+  local s = meta[1]
+  if s and tonumber(meta[2] or '0') == 0 and tonumber(meta[3] or '0') <= 0 then
+    redis.call('DEL', bkey)
+    redis.call('ZREM', BIDX, batch_id)
+    redis.call('ZREM', KEYS[BIDX_BY_STATUS[s]], batch_id)
+    bump(STATS, 'batches:' .. s, -1)
+  end
 end
 
 local function contact_delta(bkey, code, retry, by)
@@ -114,20 +134,33 @@ end
 # ARGV[1]     F, the number of partitions the events come from; 0 = repair mode (no
 #             fence, no tallies: entity states re-applied by reconciliation)
 # ARGV[2..]   F fence fields (topic:partition), then their F log epochs
-# ARGV[2+2F]  the events, separated by RS (\30); each is FIELDS_PER_EVENT fields separated
+# ARGV[2+2F]  the campaign's batch hash prefix: + batch id = the hash of a batch a contact
+#             moves away from (its id is only in the stored state, not in the events)
+# ARGV[3+2F]  the events, separated by RS (\30); each is FIELDS_PER_EVENT fields separated
 #             by US (\31), in offset order per partition:
 #             fence number (1..F, 0 in repair mode), offset, organization_id, version,
 #             kind (b|c|r), entity id, state key index, batch key index (contacts),
 #             status code or name, number (total_contacts | retry_count | follow-up flag),
-#             extra (batch: created_at ISO; contact: batch_id), score (batch: created_at
-#             ms), occurred_at ms
+#             extra (batch: created_at ISO; contact: batch_id), score (batch: created_at in
+#             microseconds since the epoch), occurred_at ms
 # Returns     one outcome code per event: 0 applied, 1 replayed (at or below the fence),
-#             2 stale or duplicate version, 3 tenant mismatch, 4 contact named another batch.
+#             2 stale or duplicate version, 3 tenant mismatch -- also for a replayed event:
+#             the owner never changes once set, so the verdict is the same on a retry and
+#             a dead letter lost in a crash is sent again.
+# Tallies     `events:<outcome>` in the stats hash, by the outcome of each offset's first
+#             delivery: a replay counts as `events:replayed` only, whatever code it returns.
+#
+# Batch state: hash `s` status, `v` version (0: known only from contacts), `total`,
+# `created_at` (ISO, UTC), `created_us` (the index score), `known` contacts, counters.
+# Contact state: `version|status code|retry_count|batch_id`. A newer version naming another
+# batch moves the contact: its status and retry bucket, and `known`, leave the old batch's
+# counters and join the new one's.
 APPLY_SLICE: Final = (
     _PRELUDE
     + """
 local nf = tonumber(ARGV[1])
 local repair = nf == 0
+local BATCH_PREFIX = ARGV[2 + 2 * nf]
 local EVENT = '^' .. string.rep('([^\\31]*)\\31', """
     + str(FIELDS_PER_EVENT - 1)
     + """) .. '([^\\31]*)$'
@@ -149,23 +182,38 @@ local function apply_batch(bkey, batch_id, ver, ver_s, status, total, created_at
     redis.call('ZREM', KEYS[BIDX_BY_STATUS[cur[1]]], batch_id)
   end
   redis.call('HSET', bkey, 's', status, 'v', ver_s, 'total', total, 'created_at', created_at,
-    'cms', score)
+    'created_us', score)
   bump(STATS, 'batches:' .. status, 1)
   redis.call('ZADD', BIDX, score, batch_id)
   redis.call('ZADD', KEYS[BIDX_BY_STATUS[status]], score, batch_id)
   return 0
 end
 
+-- batches a contact left in this call: dropped at the end if nothing names them any more
+-- (deferred so that a batch emptied and refilled within the slice is left alone)
+local left = {}
+
+local function join_batch(bkey, batch_id)
+  ensure_batch(bkey, batch_id)
+  bump(bkey, 'known', 1)
+end
+
 local function apply_contact(skey, bkey, contact_id, ver, ver_s, code, retry, batch_id)
   local cur = redis.call('HGET', skey, contact_id)
   if cur then
     local v, c, r, b = parse_contact(cur)
-    if b ~= batch_id then return 4 end
     if ver <= tonumber(v) then return 2 end
-    contact_delta(bkey, c, r, -1)
+    if b == batch_id then
+      contact_delta(bkey, c, r, -1)
+    else
+      local old = BATCH_PREFIX .. b
+      contact_delta(old, c, r, -1)
+      bump(old, 'known', -1)
+      left[b] = old
+      join_batch(bkey, batch_id)
+    end
   else
-    ensure_batch(bkey, batch_id)
-    bump(bkey, 'known', 1)
+    join_batch(bkey, batch_id)
     bump(STATS, 'contacts', 1)
   end
   redis.call('HSET', skey, contact_id, ver_s .. '|' .. code .. '|' .. retry .. '|' .. batch_id)
@@ -204,18 +252,20 @@ end
 
 local org = redis.call('HGET', STATS, 'org')
 local out = {}
-local tally = {0, 0, 0, 0, 0}
+local tally = {0, 0, 0, 0}
 local last_event_ms = 0
 local n = 0
 
-for rec in string.gmatch(ARGV[2 + 2 * nf], '[^\\30]+') do
+for rec in string.gmatch(ARGV[3 + 2 * nf], '[^\\30]+') do
   n = n + 1
   local fence, offset_s, event_org, ver_s, kind, id, skey, bkey, status, num, extra, score,
     occurred_s = string.match(rec, EVENT)
   local f, offset, ver = tonumber(fence), tonumber(offset_s), tonumber(ver_s)
-  local code
+  local code, counted
   if f > 0 and offset <= fence_at[f] then
-    code = 1
+    -- a replay changes nothing; a foreign event gets its (unchanging) verdict again
+    code = (org and event_org ~= org) and 3 or 1
+    counted = 1
   else
     if f > 0 and offset > fence_max[f] then fence_max[f] = offset end
     if not org then
@@ -232,13 +282,16 @@ for rec in string.gmatch(ARGV[2 + 2 * nf], '[^\\30]+') do
     else
       code = apply_record(KEYS[tonumber(skey)], id, ver, ver_s, status, num)
     end
+    counted = code
     local occurred_ms = tonumber(occurred_s)
     if code == 0 and occurred_ms > last_event_ms then last_event_ms = occurred_ms end
   end
-  tally[code + 1] = tally[code + 1] + 1
+  tally[counted + 1] = tally[counted + 1] + 1
   out[n] = code
 end
 
+flush_bumps()
+for batch_id, bkey in pairs(left) do drop_if_unnamed(bkey, batch_id) end
 flush_bumps()
 if not repair then
   for i = 1, nf do
@@ -247,8 +300,8 @@ if not repair then
         fence_epoch[i] .. ':' .. string.format('%d', fence_max[i]))
     end
   end
-  local names = {'applied', 'replayed', 'stale', 'tenant_mismatch', 'batch_mismatch'}
-  for k = 1, 5 do
+  local names = {'applied', 'replayed', 'stale', 'tenant_mismatch'}
+  for k = 1, 4 do
     if tally[k] > 0 then redis.call('HINCRBY', STATS, 'events:' .. names[k], tally[k]) end
   end
 end
@@ -272,8 +325,10 @@ return out
 # KEYS        campaign_keys(campaign), then entity keys
 # ARGV[1]     number P of partition ends that follow
 # ARGV[2..]   P pairs: fence field (topic:partition), end offset read by the source
-# then        triples: kind (b|c|r), entity id, state key index (batches: their hash)
+# then        triples: kind (b|c|r), entity id, state key index (batches: their hash;
+#             contacts: the bucket, then their batch's hash at the next index)
 # Returns     number of entities removed, or -1 when the worker is ahead (nothing changed).
+#             A batch known only from contacts goes with the last contact that named it.
 REMOVE_ENTITIES: Final = (
     _PRELUDE
     + """
@@ -287,6 +342,7 @@ for i = 1, #fences, 2 do
   if limit == nil or offset >= limit then return -1 end
 end
 local removed = 0
+local left = {}
 for i = 2 + 2 * p, #ARGV, 3 do
   local kind, id, key = ARGV[i], ARGV[i + 1], KEYS[tonumber(ARGV[i + 2])]
   if kind == 'c' then
@@ -300,6 +356,7 @@ for i = 2 + 2 * p, #ARGV, 3 do
       local bkey = KEYS[tonumber(ARGV[i + 2]) + 1]
       bump(bkey, 'known', -1)
       contact_delta(bkey, c, r, -1)
+      left[b] = bkey
     end
   elseif kind == 'r' then
     local cur = redis.call('HGET', key, id)
@@ -321,6 +378,8 @@ for i = 2 + 2 * p, #ARGV, 3 do
   end
 end
 flush_bumps()
+for batch_id, bkey in pairs(left) do drop_if_unnamed(bkey, batch_id) end
+flush_bumps()
 if removed > 0 then redis.call('HINCRBY', STATS, 'rev', 1) end
 return removed
 """
@@ -336,6 +395,8 @@ return removed
 # Returns     {status, drift...}: status 0 done, 1 a contact names a batch not passed (nothing
 #             changed; call again with it); drift as flat quadruples
 #             scope ('stats' | batch id | 'index:' .. batch id), field, found, expected.
+#             A batch known only from contacts that no contact names is deleted (reported
+#             as its `s` found, '' expected), as APPLY_SLICE would have left it.
 RECOUNT: Final = (
     _PRELUDE
     + """
@@ -386,14 +447,30 @@ local function drift(scope, field, found, want)
   out[#out + 1] = tostring(want)
 end
 
--- batch metadata and indexes; a batch with contacts but no hash is known only from them
+local function drop_batch(batch_id, key, s)
+  drift(batch_id, 's', s, '')
+  batch_key[batch_id] = nil
+  if dry then return end
+  redis.call('DEL', key)
+  redis.call('ZREM', BIDX, batch_id)
+  for _, slot in pairs(BIDX_BY_STATUS) do redis.call('ZREM', KEYS[slot], batch_id) end
+end
+
+-- batch metadata and indexes; a batch with contacts but no hash is known only from them,
+-- and one known only from contacts that none names any more is gone
 for batch_id, key in pairs(batch_key) do
-  local meta = redis.call('HMGET', key, 's', 'cms')
-  local s, score = meta[1], meta[2]
-  if not s and next(per_batch[batch_id]) then
+  local meta = redis.call('HMGET', key, 's', 'v', 'created_us', 'cms')
+  local s = meta[1]
+  -- hashes written before scores were microseconds hold milliseconds in `cms`
+  local score = meta[3] or (meta[4] and meta[4] .. '000')
+  local named = next(per_batch[batch_id]) ~= nil
+  if not s and named then
     s, score = 'pending', '+inf'
     drift(batch_id, 's', '', 'pending')
     if not dry then redis.call('HSET', key, 's', 'pending', 'v', 0) end
+  elseif s and not named and tonumber(meta[2] or '0') == 0 then
+    drop_batch(batch_id, key, s)
+    s = nil
   end
   if s then
     inc(expected, 'batches:' .. s)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -45,18 +45,31 @@ def group(events: Iterable[tuple[str, int, int, Event]]) -> list[Slice]:
     return list(slices.values())
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
 def epoch_ms(moment: datetime) -> int:
     """Milliseconds since the Unix epoch (a naive time is taken as UTC)."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
+    return int(_aware(moment).timestamp() * 1000)
+
+
+def epoch_us(moment: datetime) -> int:
+    """Microseconds since the Unix epoch, exactly (a naive time is taken as UTC).
+
+    The batch index score: integer arithmetic, not `timestamp()`, whose float loses the last
+    microseconds; below 2**53 (years 1685 to 2255), so Redis's double score holds it exactly.
+    """
+    return (_aware(moment) - _EPOCH) // _MICROSECOND
 
 
 def iso(moment: datetime) -> str:
     """ISO-8601 in UTC with a `Z` (a naive time is taken as UTC)."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return _aware(moment).astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 # Key names are cached: a worker sees the same campaigns and buckets over and over.
@@ -99,7 +112,7 @@ class _Call:
             batch = slot(_batch_key(cid, event.batch_id))
             fields = (
                 "b", event.batch_id, batch, "0", event.status, str(event.total_contacts),
-                iso(event.created_at), str(epoch_ms(event.created_at)), str(occurred),
+                iso(event.created_at), str(epoch_us(event.created_at)), str(occurred),
             )  # fmt: skip
             self.events.append(head + US.join(fields))
         else:
@@ -114,7 +127,9 @@ class _Call:
         argv = [str(len(self.fences))]
         argv += [name for name, _ in self.fences]
         argv += [str(epoch) for _, epoch in self.fences]
-        argv.append(EVENT_SEP.join(self.events))
+        # the hash of a batch a contact moves away from is this + its id (see APPLY_SLICE)
+        argv.append(_batch_key(self.campaign_id, ""))
+        argv.append(EVENT_SEP.join(self.events))  # last: empty when there is nothing to apply
         return self.keys, argv
 
 

@@ -124,6 +124,55 @@ async def test_tenant_mismatch_changes_nothing(store: Store) -> None:
     assert await store.campaign_owner("cmp_t") == "org_a"
 
 
+async def test_a_replayed_tenant_mismatch_keeps_its_verdict(store: Store) -> None:
+    """A crash after the script but before the dead letter: the retry is told again that
+    the event is foreign (so it is dead-lettered), and the tallies count it once."""
+    own = parsed(entity_event("cmp_t", "org_a", "contact", 1, 1))
+    intruder = parsed(entity_event("cmp_t", "org_b", "contact", 2, 1))
+    newer = parsed(entity_event("cmp_t", "org_a", "contact", 1, 2))
+    chunk = [("t", 0, 0, own), ("t", 0, 1, intruder), ("t", 0, 2, newer)]
+    assert await apply_events(store, chunk) == [[APPLIED, TENANT_MISMATCH, APPLIED]]
+    before = await store.stats("cmp_t")
+    for _ in range(2):
+        assert await apply_events(store, chunk) == [[REPLAYED, TENANT_MISMATCH, REPLAYED]]
+    assert await store.stats("cmp_t") == before
+    tallies = await store.stats_fields("cmp_t")
+    assert tallies["events:applied"] == "2"
+    assert tallies["events:tenant_mismatch"] == "1"
+    assert tallies["events:replayed"] == "6"
+
+
+async def test_batches_created_microseconds_apart_list_in_order(store: Store) -> None:
+    """The index score is the full-precision instant, whatever zone created_at is written
+    in; equal instants list by batch_id; created_at reads back in UTC."""
+    created = {
+        "btc_1": "2026-05-01T10:00:00.000002+02:00",  # 08:00:00.000002Z
+        "btc_2": "2026-05-01T08:00:00.000001Z",
+        "btc_3": "2026-05-01T02:30:00.000001-05:30",  # 08:00:00.000001Z
+        "btc_4": "2026-05-01T08:00:00",  # naive: UTC
+    }
+    events = []
+    for n, (batch_id, at) in enumerate(created.items()):
+        event = entity_event("cmp_u", "org_u", "batch", n, 1)
+        event.update(batch_id=batch_id, created_at=at)
+        events.append(("t", 0, n, parsed(event)))
+    await apply_events(store, events)
+    rows = await store.batches("cmp_u")
+    assert [(b["batch_id"], b["created_at"]) for b in rows] == [
+        ("btc_4", "2026-05-01T08:00:00Z"),
+        ("btc_2", "2026-05-01T08:00:00.000001Z"),
+        ("btc_3", "2026-05-01T08:00:00.000001Z"),
+        ("btc_1", "2026-05-01T08:00:00.000002Z"),
+    ]
+    scores = await store.client.zrange(keys.batch_index("cmp_u"), 0, -1, withscores=True)
+    assert [score for _, score in scores] == [
+        1777622400000000,
+        1777622400000001,
+        1777622400000001,
+        1777622400000002,
+    ]
+
+
 async def test_script_cache_flush_is_survived(store: Store) -> None:
     """NOSCRIPT: the script is loaded again and the call goes through once."""
     event = parsed(entity_event("cmp_s", "org_s", "contact", 1, 1))
