@@ -157,6 +157,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 await self._report_holds()
                 if not records or self.should_stop:
                     await self._settle(self._in_flight)
+                    await self._report_lag()
                     continue
                 if not self.flow_active:
                     # rebalancing: drop what was fetched; the seek re-reads it if it is ours
@@ -251,14 +252,25 @@ class BatchConsumer(faust_aiokafka.Consumer):
             if tp not in current:
                 continue  # moved to another worker meanwhile: its owner commits it
             self._processed[tp] = recs[-1].offset + 1
-            lag = max((self.highwater(tp) or 0) - recs[-1].offset - 1, 0)
+        await self._report_lag()
+
+    async def _report_lag(self) -> None:
+        """Lag of every partition this worker owns, at most once a second, idle or busy:
+        the entries expire unless refreshed (/readyz drops what nobody owns any more)."""
+        now = asyncio.get_running_loop().time()
+        if now - self._lag_reported < 1.0:
+            return
+        self._lag_reported = now
+        for tp in self._get_active_partitions():
+            processed = self._processed.get(tp)
+            highwater = self.highwater(tp)
+            if processed is None or highwater is None:
+                continue
+            lag = max(highwater - processed, 0)
             metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
             self._lag[f"{tp.topic}:{tp.partition}"] = lag
-        now = asyncio.get_running_loop().time()
-        if now - self._lag_reported >= 1.0:
-            self._lag_reported = now
-            with suppress(Exception):  # only informative (/readyz)
-                await app.store.set_lag(self._lag)
+        with suppress(Exception):  # only informative (/readyz)
+            await self._dialer.store.set_lag(self._lag)
 
     async def _report_holds(self) -> None:
         """Publish the partitions stuck before a batch they cannot decode (metric, /readyz);
