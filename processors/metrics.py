@@ -52,7 +52,8 @@ ABORTED_RECORDS = Counter(
 )
 DECODE_FAILURES = Counter(
     "dialer_stats_decode_failures_total",
-    "Fetched batches that could not be decoded (missing codec, corrupt data, bad CRC).",
+    "Fetches that met a batch they could not decode (missing codec, corrupt data, bad CRC); "
+    "each retry counts.",
     ["topic"],
 )
 PARTITION_STUCK = Gauge(
