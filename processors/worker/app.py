@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
-from typing import Any, ClassVar, cast
+from functools import partial
+from typing import Any, ClassVar, TypeVar, cast
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -40,6 +41,7 @@ from processors.worker.incarnation import Incarnations
 from processors.worker.pipeline import BatchProcessor, Prepared, Record
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -80,6 +82,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
     def _reset_state(self) -> None:
         super()._reset_state()
         self._processed = {}
+        self._revoking: set[TP] = set()
+        self._handed_over: set[TP] = set()
         self._in_flight: _InFlight | None = None
         self._settling = asyncio.Lock()
         self._lag: dict[str, int] = {}
@@ -105,25 +109,46 @@ class BatchConsumer(faust_aiokafka.Consumer):
         )
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
-        await self._finish_in_flight()
-        await self._commit_revoked(revoked)
-        for tp in revoked:
-            self._processed.pop(tp, None)
-        fields = [f"{tp.topic}:{tp.partition}" for tp in revoked]
-        for field in fields:
-            self._lag.pop(field, None)
-        with suppress(Exception):  # only informative (/readyz)
-            await self._dialer.store.drop_lag(fields)
-        await self._forget_stuck({tp for tp in self._stuck if tp in revoked})
-        self._dialer.incarnations.forget({(tp.topic, tp.partition) for tp in revoked})
-        await super().on_partitions_revoked(revoked)
+        # From here no new batch of these partitions starts (the drain loop drops them; the
+        # reassignment seeks to the committed offsets), so nothing marks them after the
+        # commit below and nothing reports their lag again.
+        self._revoking |= revoked
+        try:
+            await self._finish_in_flight(timeout=self._dialer.conf.broker_session_timeout / 2)
+            await self._commit_latest(revoked)
+            self._handed_over |= revoked  # a mark from now on would outlive the commit
+            for tp in revoked:
+                self._processed.pop(tp, None)
+            fields = [f"{tp.topic}:{tp.partition}" for tp in revoked]
+            for field in fields:
+                self._lag.pop(field, None)
+            with suppress(Exception):  # only informative (/readyz)
+                await self._dialer.store.drop_lag(fields)
+            await self._forget_stuck({tp for tp in self._stuck if tp in revoked})
+            self._dialer.incarnations.forget({(tp.topic, tp.partition) for tp in revoked})
+            await super().on_partitions_revoked(revoked)
+        finally:
+            self._revoking -= revoked
+            self._handed_over -= revoked
 
-    async def _commit_revoked(self, revoked: set[TP]) -> None:
-        """Commit what was applied of partitions about to move to another member."""
+    async def on_stop(self) -> None:
+        await self._finish_in_flight(timeout=10.0)
+        await self._commit_latest()
+        await super().on_stop()
+
+    async def _commit_latest(self, tps: set[TP] | None = None) -> None:
+        """Commit the processed offsets now (revocation, stop).
+
+        faust's `commit()` returns without committing while its periodic commit runs, and
+        that one may have read the offsets before the last batch was marked: wait for it,
+        then commit what is marked now.
+        """
+        with suppress(Exception):
+            await self.maybe_wait_for_commit_to_finish()
         offsets = {
             tp: offset
-            for tp in revoked
-            if (offset := self._processed.get(tp)) is not None and self._should_commit(tp, offset)
+            for tp, offset in self._processed.items()
+            if (tps is None or tp in tps) and self._should_commit(tp, offset)
         }
         if not offsets:
             return
@@ -131,18 +156,22 @@ class BatchConsumer(faust_aiokafka.Consumer):
             await self._commit_offsets(offsets)
         except Exception:
             # the next owner re-reads from the last commit; the fences make that a no-op
-            log.exception("committing revoked partitions failed")
+            log.exception("committing %s failed", sorted(offsets))
 
-    async def on_stop(self) -> None:
-        await self._finish_in_flight()
-        await super().on_stop()
-
-    async def _finish_in_flight(self) -> None:
-        """Let the batch being applied finish and mark it (revocation, stop)."""
+    async def _finish_in_flight(self, timeout: float) -> None:
+        """Let the batch being applied finish and mark it (revocation, stop). One stuck
+        behind a Redis outage is given up after `timeout`: unmarked, its records are read
+        again by the next owner, and its fences make that exact."""
         in_flight = self._in_flight
-        if in_flight is not None:
-            with suppress(Exception):
-                await self._settle(in_flight)  # a failed batch stays unmarked: re-read
+        if in_flight is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self._settle(in_flight)), timeout)
+        except TimeoutError:
+            log.warning("the batch in flight did not finish within %.0f s; left unmarked", timeout)
+            in_flight.task.cancel()
+        except Exception:
+            pass  # a failed batch stays unmarked: read again
 
     async def _drain_messages(self, fetcher: Any) -> None:
         """Fetch, prepare and apply in a pipeline: while Redis applies batch k, batch k+1 is
@@ -172,12 +201,16 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 if not batch:
                     continue
                 self._check_rewind(batch)
-                prepared = await self._dialer.processor.prepare(
-                    [record for recs in batch.values() for record in recs]
+                prepare = partial(
+                    self._dialer.processor.prepare,
+                    [record for recs in batch.values() for record in recs],
                 )
+                prepared = await self._retrying("preparing a batch", prepare)
                 await self._settle(self._in_flight)
                 if self.should_stop or fetcher_stopped():
                     break  # not started, so not marked: the successor reads it
+                if self._revoking & batch.keys():
+                    continue  # being revoked: re-read from the commit after reassignment
                 task = asyncio.ensure_future(self._apply(prepared))
                 self._in_flight = _InFlight(task, batch)
         finally:
@@ -187,7 +220,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
             # Finish the batch being applied and mark it, so the final commit has it. The
             # settle is shielded: the Fetcher cancels this coroutine again while it waits.
             with suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(asyncio.shield(self._finish_in_flight()), timeout=10)
+                await asyncio.shield(self._finish_in_flight(timeout=10.0))
 
     def _fetch(self) -> asyncio.Future[Any]:
         async def fetch() -> Any:
@@ -212,17 +245,19 @@ class BatchConsumer(faust_aiokafka.Consumer):
     async def _apply(self, prepared: Prepared) -> None:
         failpoints = self._dialer.failpoints
         failpoints.hit("before_apply")
+        await self._retrying("applying a batch", lambda: self._dialer.processor.apply(prepared))
+        failpoints.hit("after_apply")
+
+    async def _retrying(self, what: str, attempt: Callable[[], Awaitable[_T]]) -> _T:
+        """Run a step against Redis or the broker until it succeeds. Nothing is marked
+        processed meanwhile, and the fences make a repeated script call exact."""
         while True:
             try:
-                await self._dialer.processor.apply(prepared)
-                failpoints.hit("after_apply")
-                return
+                return await attempt()
             except asyncio.CancelledError:
                 raise
             except Exception:
-                # Infrastructure failure (Redis, broker): nothing is marked processed, so
-                # the batch is retried; the fence makes the retry exact.
-                log.exception("applying a batch failed; retrying in 1 s")
+                log.exception("%s failed; retrying in 1 s", what)
                 await asyncio.sleep(1.0)
                 if self.should_stop:
                     raise
@@ -246,10 +281,10 @@ class BatchConsumer(faust_aiokafka.Consumer):
         app = self._dialer
         for recs in batch.values():
             app.incarnations.note(recs[0])
-        await app.incarnations.flush()
+        await self._retrying("storing partition markers", app.incarnations.flush)
         current = self._get_active_partitions()
         for tp, recs in batch.items():
-            if tp not in current:
+            if tp not in current or tp in self._handed_over:
                 continue  # moved to another worker meanwhile: its owner commits it
             self._processed[tp] = recs[-1].offset + 1
         await self._report_lag()
@@ -261,7 +296,11 @@ class BatchConsumer(faust_aiokafka.Consumer):
         if now - self._lag_reported < 1.0:
             return
         self._lag_reported = now
-        for tp in self._get_active_partitions():
+        owned = self._get_active_partitions() - self._revoking
+        owned_fields = {f"{tp.topic}:{tp.partition}" for tp in owned}
+        for field in [field for field in self._lag if field not in owned_fields]:
+            del self._lag[field]
+        for tp in owned:
             processed = self._processed.get(tp)
             highwater = self.highwater(tp)
             if processed is None or highwater is None:
