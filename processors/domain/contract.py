@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Final
 
 BATCH_STATUSES: Final = ("pending", "in_progress", "paused", "completed", "cancelled", "expired")
@@ -24,6 +25,28 @@ IN_FLIGHT_STATUSES: Final = ("dispatched", "in_progress", "retrying", "followup_
 EVENT_TYPES: Final = ("batch.upserted", "contact.status_changed", "call_record.completed")
 
 MAX_VERSION: Final = 2**53  # counters and versions stay exact in Lua's doubles
+
+#: The instants `occurred_at` and `created_at` may name: EARLIEST <= t < LATEST (a naive time
+#: is taken as UTC). A batch's index score is its `created_at` in microseconds since the
+#: epoch, held by Redis as a double: exact only within 2**53 microseconds of the epoch
+#: (1684-09 to 2255-06), beyond which batches created microseconds apart would list out of
+#: order. Nothing a dialer reports happened before the epoch (years like 0001 are zero
+#: values of a producer's clock type), nor will for a couple of centuries; 2200 keeps a
+#: margin of decades to the end of the exact range.
+EARLIEST: Final = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST: Final = datetime(2200, 1, 1, tzinfo=UTC)
+TIME_RANGE_MESSAGE: Final = (
+    "must be from 1970-01-01T00:00:00Z up to (not including) 2200-01-01T00:00:00Z"
+)
+
+
+def in_time_range(moment: datetime) -> bool:
+    """Whether an `occurred_at` or `created_at` lies in [EARLIEST, LATEST)."""
+    if 1970 < moment.year < 2199:  # whatever its zone offset (under a day)
+        return True
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return EARLIEST <= aware < LATEST
+
 
 # Ids become parts of Redis keys and hash tags, so `{ } : *`, spaces and the like are refused.
 ID_PATTERN: Final = r"^[A-Za-z0-9_.\-]{1,128}$"

@@ -26,6 +26,7 @@ from processors.domain.contract import (
     ID_PATTERN,
     MAX_VERSION,
     Rejection,
+    in_time_range,
     normalise_status,
 )
 from processors.domain.schema import EventModel, validate
@@ -128,7 +129,12 @@ def parse(raw: bytes | None, *, max_bytes: int = 64 * 1024) -> Event | Rejection
 
 
 def _normalised(event: Event) -> Event | None:
-    """The event with its status normalised, or None when the status is unknown."""
+    """The event with its status normalised, or None when the models must decide: an
+    unknown status, or a time out of range (`contract.in_time_range`)."""
+    if not in_time_range(event.occurred_at):
+        return None
+    if isinstance(event, BatchUpserted) and not in_time_range(event.created_at):
+        return None
     if isinstance(event, CallRecordCompleted):
         status, allowed = event.call_status, _CALL
     else:

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Annotated, Final, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -19,12 +20,15 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
 )
+from pydantic_core import PydanticCustomError
 
 from processors.domain.contract import (
     EVENT_TYPES,
     ID_PATTERN,
     MAX_VERSION,
+    TIME_RANGE_MESSAGE,
     Rejection,
+    in_time_range,
     normalise_status,
 )
 
@@ -32,6 +36,16 @@ EntityId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 EventId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 Count = Annotated[int, Field(ge=0, le=MAX_VERSION)]
 Version = Annotated[int, Field(ge=1, le=MAX_VERSION)]
+
+
+def _in_range(moment: datetime) -> datetime:
+    if not in_time_range(moment):
+        raise PydanticCustomError("time_out_of_range", TIME_RANGE_MESSAGE)
+    return moment
+
+
+#: naive times are taken as UTC where they are used
+Instant = Annotated[datetime, AfterValidator(_in_range)]
 
 BatchStatus = Annotated[
     Literal["pending", "in_progress", "paused", "completed", "cancelled", "expired"],
@@ -64,7 +78,7 @@ class _EventBase(BaseModel):
     event_id: EventId
     organization_id: EntityId
     campaign_id: EntityId
-    occurred_at: datetime  # naive times are taken as UTC where they are used
+    occurred_at: Instant
     version: Version
 
 
@@ -75,7 +89,7 @@ class BatchUpserted(_EventBase):
     batch_id: EntityId
     status: BatchStatus
     total_contacts: Count
-    created_at: datetime
+    created_at: Instant
 
 
 class ContactStatusChanged(_EventBase):
@@ -145,6 +159,8 @@ def _rejection(exc: ValidationError) -> Rejection:
         return Rejection("unknown_status", f"unknown {where}: {first['msg']}")
     if field in _COUNT_FIELDS and kind == "greater_than_equal":
         return Rejection("negative_count", f"{where} must be >= {first['ctx']['ge']}")
+    if kind == "time_out_of_range":
+        return Rejection("time_out_of_range", f"{where} {first['msg']}")
     if field.endswith("_id") and kind == "string_pattern_mismatch":
         return Rejection(
             "invalid_id", f"{where} must be 1-128 characters of letters, digits, '_', '.', '-'"

@@ -63,6 +63,7 @@ def epoch_us(moment: datetime) -> int:
 
     The batch index score: integer arithmetic, not `timestamp()`, whose float loses the last
     microseconds; below 2**53 (years 1685 to 2255), so Redis's double score holds it exactly.
+    The event contract accepts 1970 to 2200 only (`contract.in_time_range`).
     """
     return (_aware(moment) - _EPOCH) // _MICROSECOND
 

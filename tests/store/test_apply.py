@@ -236,3 +236,27 @@ def stats_of(client: Any, expected: Expected) -> bool:
         stats_view(campaign, client.hgetall(keys.stats(campaign))) == expected.stats(campaign)
         for campaign in expected.campaigns
     )
+
+
+async def test_batches_at_the_ends_of_the_time_range_list_by_the_microsecond(
+    store: Store,
+) -> None:
+    """created_at is accepted from 1970-01-01T00:00Z up to 2200: at both ends, batches
+    created one microsecond apart list in created_at order (the index score, microseconds
+    since the epoch in a double, is exact there; beyond, such events are dead letters)."""
+    created = {
+        "btc_a": "2199-12-31T23:59:59.999999Z",
+        "btc_b": "2199-12-31T23:59:59.999998Z",
+        "btc_c": "1970-01-01T00:00:00.000001Z",
+        "btc_d": "1970-01-01T00:00:00Z",
+    }
+    events = []
+    for n, (batch_id, at) in enumerate(created.items()):
+        event = entity_event("cmp_e", "org_e", "batch", n, 1)
+        event.update(batch_id=batch_id, created_at=at)
+        events.append(("t", 0, n, parsed(event)))
+    await apply_events(store, events)
+    rows = await store.batches("cmp_e")
+    assert [b["batch_id"] for b in rows] == ["btc_d", "btc_c", "btc_b", "btc_a"]
+    scores = await store.client.zrange(keys.batch_index("cmp_e"), 0, -1, withscores=True)
+    assert [int(score) for _, score in scores] == [0, 1, 7258118399999998, 7258118399999999]

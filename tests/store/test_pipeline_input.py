@@ -68,3 +68,43 @@ async def test_tombstones_are_skipped_and_counted_never_dead_lettered(store: Sto
     assert metrics.TOMBSTONES.labels("dialer.contacts")._value.get() - before == 2
     stats = await store.client.hgetall(keys.stats("cmp_p"))
     assert stats["contacts:pending"] == "2" and stats["contacts:retrying"] == "1"
+
+
+async def test_times_out_of_range_are_dead_lettered_and_change_nothing(store: Store) -> None:
+    """A batch created in year 1 or 2300 (outside [1970, 2200), where its microsecond index
+    score would not be exact) is dead-lettered as `time_out_of_range` naming the field, as
+    is an event that occurred out of range; neither changes a counter or the batch index."""
+    letters: list[bytes] = []
+
+    async def send(key: bytes | None, value: bytes, headers: list[Any]) -> None:
+        letters.append(value)
+
+    async def epoch(topic: str, partition: int) -> int:
+        return 1
+
+    def batch(n: int, **changes: Any) -> bytes:
+        event = {**EVENT, "event_type": "batch.upserted", "event_id": f"b{n}"}
+        event.update(batch_id=f"btc_{n}", status="pending", total_contacts=1)
+        event.update({"created_at": "2026-05-01T08:00:00Z", **changes})
+        return json.dumps(event).encode()
+
+    records = [
+        Rec("dialer.batches", 0, 0, b"btc_1", batch(1, created_at="2300-01-01T00:00:00.000001Z")),
+        Rec("dialer.batches", 0, 1, b"btc_2", batch(2, created_at="0001-01-01T00:00:00Z")),
+        Rec("dialer.batches", 0, 2, b"btc_3", batch(3, occurred_at="1969-12-31T23:59:59Z")),
+        Rec("dialer.contacts", 0, 0, b"con_1", contact(1, occurred_at="2200-01-01T00:00:00Z")),
+        Rec("dialer.batches", 0, 3, b"btc_4", batch(4, created_at="2199-12-31T23:59:59.999999Z")),
+    ]
+    tally = await BatchProcessor(store, send, epoch).process(records)
+    assert tally == {"applied": 1, "dead_lettered": 4}
+    decoded = [json.loads(letter) for letter in letters]
+    assert [d["reason"] for d in decoded] == ["time_out_of_range"] * 4
+    assert [d["message"].split()[0] for d in decoded] == [
+        "created_at",
+        "created_at",
+        "occurred_at",
+        "occurred_at",
+    ]
+    assert await store.batch_ids("cmp_p") == ["btc_4"]
+    stats = await store.client.hgetall(keys.stats("cmp_p"))
+    assert stats["batches:pending"] == "1" and "contacts" not in stats

@@ -17,6 +17,7 @@ from processors.domain.events import (
     normalise_status,
     parse,
 )
+from processors.domain.schema import validate
 from processors.store.slices import iso
 
 CONTACT: dict[str, Any] = {
@@ -126,6 +127,59 @@ def test_missing_fields_are_named(field: str) -> None:
     assert isinstance(outcome, Rejection)
     assert outcome.reason == "missing_field"
     assert field in outcome.message
+
+
+BATCH: dict[str, Any] = {
+    **CONTACT,
+    "event_type": "batch.upserted",
+    "status": "pending",
+    "total_contacts": 1,
+    "created_at": "2026-05-08T08:00:00Z",
+}
+
+
+@pytest.mark.parametrize("field", ["created_at", "occurred_at"])
+@pytest.mark.parametrize(
+    "moment",
+    [
+        "0001-01-01T00:00:00Z",  # a clock type's zero value
+        "1969-12-31T23:59:59.999999Z",
+        "1970-01-01T00:30:00+01:00",  # 1969-12-31T23:30Z
+        "2199-12-31T23:00:00-02:00",  # 2200-01-01T01:00Z
+        "2200-01-01T00:00:00Z",
+        "2300-01-01T00:00:00.000001Z",  # past 2**53 microseconds: no exact index score
+        "9999-12-31T23:59:59Z",
+    ],
+)
+def test_times_outside_1970_to_2200_are_rejected(field: str, moment: str) -> None:
+    """`created_at` and `occurred_at` must lie in [1970-01-01T00:00Z, 2200-01-01T00:00Z):
+    a batch index score (microseconds since the epoch in a Redis double) is exact only
+    within 2**53 microseconds of the epoch. Anything else is dead-lettered as
+    `time_out_of_range`, naming the field, on the fast path and the models' alike."""
+    outcome = parse(encode(BATCH, **{field: moment}))
+    assert isinstance(outcome, Rejection), outcome
+    assert outcome.reason == "time_out_of_range"
+    assert outcome.message.startswith(f"{field} must be from 1970-01-01T00:00:00Z")
+    assert validate(encode(BATCH, **{field: moment})) == outcome
+    if field == "occurred_at":
+        contact = parse(encode(CONTACT, occurred_at=moment))
+        assert isinstance(contact, Rejection) and contact.reason == "time_out_of_range"
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        "1970-01-01T00:00:00Z",
+        "1970-01-01T00:00:00",  # naive: UTC
+        "1970-01-01T05:30:00+05:30",
+        "2199-12-31T23:59:59.999999Z",
+        "2199-12-31T20:00:00-03:59",
+    ],
+)
+def test_times_at_the_edges_of_the_range_are_accepted(moment: str) -> None:
+    """The first instant of 1970 (UTC) is in, the last microsecond before 2200 too."""
+    batch = parse(encode(BATCH, created_at=moment, occurred_at=moment))
+    assert isinstance(batch, BatchUpserted), batch
 
 
 def test_oversized_messages_are_rejected_before_parsing() -> None:
