@@ -158,40 +158,76 @@ def simulate(
     organizations: Annotated[int, typer.Option(min=1, help="Number of organizations.")] = 2,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     limit: Annotated[int, typer.Option(min=0, help="Stop after this many events (0: never).")] = 0,
+    mongodb: Annotated[
+        str | None,
+        typer.Option(help="Also write the dialer's documents here (mongodb://HOST:PORT/DB)."),
+    ] = None,
+    drop_rate: Annotated[
+        float,
+        typer.Option(min=0.0, max=1.0, help="With --mongodb: events lost before Kafka."),
+    ] = 0.0,
 ) -> None:
-    """Generate realistic dialer traffic and publish it."""
+    """Generate realistic dialer traffic and publish it (and, with --mongodb, write the
+    dialer's database first: a dual write, with --drop-rate gaps)."""
     settings = _settings()
+    if drop_rate and not mongodb:
+        err.print("error: --drop-rate needs --mongodb (the database keeps what Kafka loses)")
+        raise typer.Exit(2)
     with suppress(KeyboardInterrupt):
-        asyncio.run(_simulate(settings, campaigns, organizations, rate, seed, limit))
+        asyncio.run(
+            _simulate(settings, campaigns, organizations, rate, seed, limit, mongodb, drop_rate)
+        )
 
 
 async def _simulate(
-    settings: Settings, campaigns: int, organizations: int, rate: float, seed: int, limit: int
+    settings: Settings,
+    campaigns: int,
+    organizations: int,
+    rate: float,
+    seed: int,
+    limit: int,
+    mongodb: str | None = None,
+    drop_rate: float = 0.0,
 ) -> None:
+    import itertools
     import json
 
+    from processors.tools.dualwrite import DualWriter
     from processors.tools.produce import open_producer, route_raw
     from processors.tools.simulate import Simulation
 
     simulation = Simulation(campaigns=campaigns, organizations=organizations, seed=seed)
+    writer = DualWriter(settings, mongodb, drop_rate=drop_rate, seed=seed) if mongodb else None
     producer = await open_producer(settings)
     err.print(
         "simulating "
         + ", ".join(f"{c.campaign_id} ({c.organization_id})" for c in simulation.campaigns)
     )
+    # With a database every chunk is written before it is published (a tenth of a second
+    # of traffic, so that the bulk writes keep up); without, event by event.
+    chunk = max(1, int(rate / 10)) if writer else 1
+    events = simulation.events()
+    if limit:
+        events = itertools.islice(events, limit)
     try:
-        started = time.monotonic()
-        for n, event in enumerate(simulation.events(), start=1):
-            message = route_raw(json.dumps(event).encode(), settings)
-            await producer.send(message.topic, message.value, key=message.key)
-            if limit and n >= limit:
-                break
+        if writer is not None:
+            await writer.start()
+        started, n = time.monotonic(), 0
+        while batch := list(itertools.islice(events, chunk)):
+            n += len(batch)
+            kept = await writer.write(batch) if writer is not None else batch
+            for event in kept:
+                message = route_raw(json.dumps(event).encode(), settings)
+                await producer.send(message.topic, message.value, key=message.key)
             ahead = n / rate - (time.monotonic() - started)
             if ahead > 0:
                 await asyncio.sleep(ahead)
         await producer.flush()
     finally:
         await producer.stop()
+        if writer is not None:
+            err.print(f"dropped {writer.dropped} of {n} events before Kafka")
+            await writer.close()
 
 
 @cli.command()
@@ -204,12 +240,29 @@ def reconcile(
     every: Annotated[
         float | None, typer.Option(min=1, help="Run again every SECONDS until Ctrl-C.")
     ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            help="log, or the dialer's database mongodb://HOST:PORT/DB "
+            "[default: DIALER_STATS_RECONCILE_SOURCE, log]."
+        ),
+    ] = None,
 ) -> None:
-    """Recompute every campaign from the event log, report drift, repair it."""
+    """Recompute every campaign from the source (event log or database), report drift,
+    repair it."""
+    from pydantic import ValidationError
+
     from processors.reconcile.cli import run
 
+    settings = _settings()
+    if source is not None:
+        try:
+            settings = Settings(**{**settings.model_dump(), "reconcile_source": source})
+        except ValidationError:
+            err.print(f"error: --source must be log or a mongodb:// URL, not {source!r}")
+            raise typer.Exit(2) from None
     with suppress(KeyboardInterrupt):
-        code = run(_settings(), campaign=campaign, dry_run=dry_run, as_json=as_json, every=every)
+        code = run(settings, campaign=campaign, dry_run=dry_run, as_json=as_json, every=every)
         if code:
             raise typer.Exit(code)
 

@@ -37,6 +37,13 @@ RECONCILE_DRIFT = Counter(
     "Real differences found by reconciliation (entities and counter fields, judged at a "
     "consistent cut: events the worker had not applied yet are not drift).",
 )
+RECONCILE_DRIFT_BY_KIND = Counter(
+    "dialer_stats_reconcile_drift_by_kind_total",
+    "Real drift found by reconciliation, by kind: missing / stale (the source has a newer "
+    "version than the stats), extra (the stats have what the source lacks), field (a "
+    "counter), invalid_document (a database document that failed validation).",
+    ["kind"],
+)
 RECONCILE_FIXED = Counter(
     "dialer_stats_reconcile_fixed_total", "Differences repaired by reconciliation."
 )

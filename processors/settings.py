@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     reconcile_lock_seconds: int = Field(default=600, ge=10)
     reconcile_metrics_port: int = Field(default=0, ge=0, le=65535)
     reconcile_catch_up_seconds: float = Field(default=10.0, ge=0)
+    # `log` (the source topics) or the dialer's database, `mongodb://HOST:PORT/DB`
+    reconcile_source: str = Field(default="log", pattern=r"^(log|mongodb(\+srv)?://.+)$")
+    mongo_batches: str = "batches"
+    mongo_contacts: str = "contacts"
+    mongo_call_records: str = "call_records"
 
     stream_heartbeat_seconds: float = Field(default=15.0, gt=0)
     ready_max_lag: int = Field(default=100_000, ge=0)

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from processors import metrics
 from processors.reconcile.runner import Reconciler, Report
-from processors.reconcile.source import KafkaLogSource
+from processors.reconcile.source import KafkaLogSource, Source
 from processors.settings import Settings
 from processors.store import keys
 from processors.store.client import Store, connect
@@ -36,13 +36,8 @@ async def reconcile_once(
         if not await lock.acquire():
             metrics.RECONCILE_RUNS.labels("skipped").inc()
             raise AlreadyRunning("another reconciliation is running (lock held)")
+        reconciler = _reconciler(settings, store)
         try:
-            reconciler = Reconciler(
-                store,
-                KafkaLogSource(settings),
-                max_message_bytes=settings.max_message_bytes,
-                catch_up_seconds=settings.reconcile_catch_up_seconds,
-            )
             with Progress(
                 TextColumn("{task.description}"),
                 BarColumn(),
@@ -60,6 +55,9 @@ async def reconcile_once(
 
                 report = await reconciler.run(campaign=campaign, dry_run=dry_run, progress=progress)
         finally:
+            close = getattr(reconciler.source, "close", None)
+            if close is not None:
+                await close()
             with suppress(LockError):
                 await lock.release()
     except AlreadyRunning:
@@ -72,7 +70,35 @@ async def reconcile_once(
     metrics.RECONCILE_RUNS.labels("dry_run" if dry_run else "repaired").inc()
     metrics.RECONCILE_DRIFT.inc(sum(c.drift for c in report.campaigns))
     metrics.RECONCILE_FIXED.inc(sum(c.fixed for c in report.campaigns))
+    for kind, count in drift_by_kind(report).items():
+        metrics.RECONCILE_DRIFT_BY_KIND.labels(kind).inc(count)
     return report
+
+
+def _reconciler(settings: Settings, store: Store) -> Reconciler:
+    """The reconciler of the configured source (`log` or a `mongodb://` URL)."""
+    bytes_, seconds = settings.max_message_bytes, settings.reconcile_catch_up_seconds
+    if settings.reconcile_source == "log":
+        source: Source = KafkaLogSource(settings)
+        return Reconciler(store, source, max_message_bytes=bytes_, catch_up_seconds=seconds)
+    from processors.reconcile.database import DatabaseReconciler
+    from processors.reconcile.mongo import MongoSource
+
+    mongo = MongoSource(settings, settings.reconcile_source)
+    return DatabaseReconciler(store, mongo, max_message_bytes=bytes_, catch_up_seconds=seconds)
+
+
+def drift_by_kind(report: Report) -> dict[str, int]:
+    """Real drift by kind: entities missing, stale or extra in the stats, counter fields,
+    and database documents that failed validation."""
+    kinds = {
+        "missing": sum(c.entities_missing for c in report.campaigns),
+        "stale": sum(c.entities_stale for c in report.campaigns),
+        "extra": sum(c.entities_extra for c in report.campaigns),
+        "field": sum(len(c.fields) for c in report.campaigns),
+        "invalid_document": sum(len(getattr(c, "invalid_documents", ())) for c in report.campaigns),
+    }
+    return {kind: count for kind, count in kinds.items() if count}
 
 
 def render(report: Report, console: Console) -> None:
