@@ -13,7 +13,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from processors import metrics
-from processors.reconcile.runner import Reconciler, Report
+from processors.reconcile.documents import InvalidDocument
+from processors.reconcile.runner import CampaignReport, Reconciler, Report
 from processors.reconcile.source import KafkaLogSource, Source
 from processors.settings import Settings
 from processors.store import keys
@@ -88,6 +89,11 @@ def _reconciler(settings: Settings, store: Store) -> Reconciler:
     return DatabaseReconciler(store, mongo, max_message_bytes=bytes_, catch_up_seconds=seconds)
 
 
+def invalid_documents(report: CampaignReport) -> list[InvalidDocument]:
+    """The documents of a database run that failed validation (none for the log)."""
+    return list(getattr(report, "invalid_documents", ()))
+
+
 def drift_by_kind(report: Report) -> dict[str, int]:
     """Real drift by kind: entities missing, stale or extra in the stats, counter fields,
     and database documents that failed validation."""
@@ -141,6 +147,14 @@ def render(report: Report, console: Console) -> None:
             table.add_row(campaign_id, d.scope, d.field, str(d.expected), str(d.found), corrected)
         if len(drifted) > 200:
             table.caption = f"{len(drifted) - 200} more; use --json for all"
+        console.print(table)
+    invalid = [(c.campaign_id, doc) for c in report.campaigns for doc in invalid_documents(c)]
+    if invalid:
+        table = Table(title="Database documents that failed validation (not applied)")
+        for column in ("campaign", "collection", "id", "reason", "message"):
+            table.add_column(column)
+        for campaign_id, doc in invalid[:200]:
+            table.add_row(campaign_id, doc.collection, doc.id, doc.reason, doc.message)
         console.print(table)
     console.print(
         f"{totals['campaigns']} campaigns, {totals['campaigns_with_drift']} with drift, "
