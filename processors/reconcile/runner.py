@@ -63,6 +63,8 @@ from processors.store.slices import encode_repair
 log = logging.getLogger(__name__)
 
 REPAIR_CHUNK = 1000
+#: RECOUNT's scope of a batch hash rewritten from millisecond to microsecond scores
+MIGRATED = "migrated"
 #: How long a run waits for the worker to apply what the source read, and how often it looks.
 CATCH_UP_SECONDS = 10.0
 CATCH_UP_POLL = 0.2
@@ -105,6 +107,9 @@ class CampaignReport:
     worker_caught_up: bool = True
     tenant_conflicts: int = 0
     recount_fixes: int = 0
+    #: batch hashes of the millisecond score layout rewritten (or, dry, to rewrite) to
+    #: microseconds (an upgrade step, not drift)
+    batches_migrated: int = 0
     fields: list[FieldDrift] = field(default_factory=list)
     fixed: int = 0
     finished_at: float = 0.0
@@ -143,6 +148,7 @@ class Report:
             "entities_extra": sum(c.entities_extra for c in self.campaigns),
             "entities_in_flight": sum(c.entities_in_flight for c in self.campaigns),
             "extra_unconfirmed": sum(c.extra_unconfirmed for c in self.campaigns),
+            "batches_migrated": sum(c.batches_migrated for c in self.campaigns),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -354,6 +360,8 @@ def recount_drift(
     drift = []
     rewritten = {f"{kind}:{bid}" for bid in touched for kind in ("batch", "index")}
     for n in range(0, len(quads), 4):
+        if quads[n] == MIGRATED:
+            continue
         scope, name, found_s, expected_s = _scope(quads[n]), *quads[n + 1 : n + 4]
         counter = scope == "stats" or (scope.startswith("batch:") and name != "s")
         if not (counter and _is_int(found_s)):  # index, metadata, or a counter edited to text
@@ -540,7 +548,8 @@ class Reconciler:
         report.entities_extra = len(removed)
         report.extra_unconfirmed = len(todo.extra) - len(removed)
         report.extra_deferred = report.extra_unconfirmed > 0
-        report.recount_fixes = len(quads) // 4
+        report.batches_migrated = quads[::4].count(MIGRATED)
+        report.recount_fixes = len(quads) // 4 - report.batches_migrated
         if not dry_run:
             await self._after_repair(campaign_id, state, report, done, removed)
         report.finished_at = time.time()
@@ -580,7 +589,7 @@ class Reconciler:
         if state.organization_id:
             await self.store.register_campaigns({campaign_id: state.organization_id})
         applied = len(done.batches) + len(done.contacts) + len(done.records)
-        if applied or removed or report.recount_fixes:
+        if applied or removed or report.recount_fixes or report.batches_migrated:
             # The worker announces only what it applies: without this, open streams would
             # show the drifted numbers until the campaign's next event.
             await self.store.announce([campaign_id])

@@ -103,6 +103,19 @@ local function drop_if_unnamed(bkey, batch_id)
   end
 end
 
+-- Index scores were milliseconds before commit a3f5d3d, kept in the batch hash as `cms`;
+-- they are microseconds now, kept as `created_us`. A hash still holding `cms` (and no
+-- `created_us`) is rewritten: `created_us` = `cms` * 1000, and the index entries the batch
+-- has take that score (none is added). Returns the score.
+local function migrate_score(bkey, batch_id, s, cms)
+  local score = cms .. '000'
+  redis.call('HSET', bkey, 'created_us', score)
+  redis.call('HDEL', bkey, 'cms')
+  redis.call('ZADD', BIDX, 'XX', score, batch_id)
+  if s then redis.call('ZADD', KEYS[BIDX_BY_STATUS[s]], 'XX', score, batch_id) end
+  return score
+end
+
 local function contact_delta(bkey, code, retry, by)
   local name = CONTACT[code]
   bump(STATS, 'contacts:' .. name, by)
@@ -152,6 +165,8 @@ end
 #
 # Batch state: hash `s` status, `v` version (0: known only from contacts), `total`,
 # `created_at` (ISO, UTC), `created_us` (the index score), `known` contacts, counters.
+# A batch event (applied or stale) rewrites a hash of the millisecond layout (`cms`, see
+# migrate_score); contact events leave that to RECOUNT.
 # Contact state: `version|status code|retry_count|batch_id`. A newer version naming another
 # batch moves the contact: its status and retry bucket, and `known`, leave the old batch's
 # counters and join the new one's.
@@ -175,7 +190,14 @@ local function ensure_batch(bkey, batch_id)
 end
 
 local function apply_batch(bkey, batch_id, ver, ver_s, status, total, created_at, score)
-  local cur = redis.call('HMGET', bkey, 's', 'v')
+  local cur = redis.call('HMGET', bkey, 's', 'v', 'created_us', 'cms')
+  if cur[4] then
+    if cur[3] then
+      redis.call('HDEL', bkey, 'cms')
+    else
+      migrate_score(bkey, batch_id, cur[1], cur[4])
+    end
+  end
   if cur[1] then
     if ver <= tonumber(cur[2]) then return 2 end
     bump(STATS, 'batches:' .. cur[1], -1)
@@ -396,7 +418,10 @@ return removed
 #             changed; call again with it); drift as flat quadruples
 #             scope ('stats' | batch id | 'index:' .. batch id), field, found, expected.
 #             A batch known only from contacts that no contact names is deleted (reported
-#             as its `s` found, '' expected), as APPLY_SLICE would have left it.
+#             as its `s` found, '' expected), as APPLY_SLICE would have left it. A batch
+#             hash of the millisecond layout (`cms`) is rewritten (migrate_score) and
+#             reported as ('migrated', batch id, cms, created_us), not as drift; a dry run
+#             reports it alone and takes the index's millisecond score for a right one.
 RECOUNT: Final = (
     _PRELUDE
     + """
@@ -447,6 +472,10 @@ local function drift(scope, field, found, want)
   out[#out + 1] = tostring(want)
 end
 
+local function same_score(at, score)
+  return at and score and (tostring(at) == tostring(score) or tonumber(at) == tonumber(score))
+end
+
 local function drop_batch(batch_id, key, s)
   drift(batch_id, 's', s, '')
   batch_key[batch_id] = nil
@@ -461,8 +490,15 @@ end
 for batch_id, key in pairs(batch_key) do
   local meta = redis.call('HMGET', key, 's', 'v', 'created_us', 'cms')
   local s = meta[1]
-  -- hashes written before scores were microseconds hold milliseconds in `cms`
-  local score = meta[3] or (meta[4] and meta[4] .. '000')
+  local score, legacy = meta[3], nil
+  if meta[4] and score then
+    if not dry then redis.call('HDEL', key, 'cms') end
+  elseif meta[4] then
+    legacy = meta[4]
+    score = legacy .. '000'
+    drift('migrated', batch_id, legacy, score)
+    if not dry then migrate_score(key, batch_id, s, legacy) end
+  end
   local named = next(per_batch[batch_id]) ~= nil
   if not s and named then
     s, score = 'pending', '+inf'
@@ -476,8 +512,7 @@ for batch_id, key in pairs(batch_key) do
     inc(expected, 'batches:' .. s)
     score = score or '+inf'
     local at = redis.call('ZSCORE', BIDX, batch_id)
-    local same = at and (tostring(at) == tostring(score) or tonumber(at) == tonumber(score))
-    if not same then
+    if not (same_score(at, score) or same_score(at, legacy)) then
       drift('index:' .. batch_id, 'all', at or '', score)
       if not dry then redis.call('ZADD', BIDX, score, batch_id) end
     end
@@ -485,6 +520,9 @@ for batch_id, key in pairs(batch_key) do
       local listed = redis.call('ZSCORE', KEYS[slot], batch_id)
       if status == s and not listed then
         drift('index:' .. batch_id, status, 'absent', 'present')
+        if not dry then redis.call('ZADD', KEYS[slot], score, batch_id) end
+      elseif status == s and not (same_score(listed, score) or same_score(listed, legacy)) then
+        drift('index:' .. batch_id, status, listed, score)
         if not dry then redis.call('ZADD', KEYS[slot], score, batch_id) end
       elseif status ~= s and listed then
         drift('index:' .. batch_id, status, 'present', 'absent')
