@@ -182,3 +182,32 @@ def test_install_is_idempotent() -> None:
     fetching.install()
     assert fetcher.PartitionRecords is fetching._PartitionRecords
     assert fetcher.FetchResult is fetching._FetchResult
+
+
+async def test_the_worker_consumer_reads_committed_records() -> None:
+    """faust reads uncommitted outside its own transactions; the worker's consumer thread
+    sets read_committed on the consumer faust builds, which aiokafka hands to its Fetcher
+    when it starts -- and its end of a partition is the last stable offset."""
+    import inspect
+    from unittest import mock
+
+    from aiokafka import AIOKafkaConsumer
+
+    from processors.settings import Settings
+    from processors.worker.app import create_app
+
+    thread = create_app(Settings()).consumer._thread
+    consumer = thread._create_consumer(asyncio.get_running_loop())
+    try:
+        assert consumer._isolation_level == fetching.ISOLATION_LEVEL == "read_committed"
+        assert "isolation_level=self._isolation_level" in inspect.getsource(AIOKafkaConsumer.start)
+        with mock.patch.object(thread, "_consumer", consumer):
+            with mock.patch.object(consumer, "last_stable_offset", return_value=7):
+                assert thread.highwater(TP) == 7
+            with (
+                mock.patch.object(consumer, "last_stable_offset", return_value=-1),
+                mock.patch.object(consumer, "highwater", return_value=9),
+            ):
+                assert thread.highwater(TP) == 9
+    finally:
+        await consumer.stop()
