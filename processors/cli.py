@@ -113,7 +113,7 @@ def produce(
     raw: Annotated[bool, typer.Option("--raw", help="Publish every line verbatim.")] = False,
     compression: Annotated[
         Compression | None,
-        typer.Option(help="Compression codec [default: DIALER_STATS_COMPRESSION, zstd]."),
+        typer.Option(help="Compression codec (default: DIALER_STATS_COMPRESSION, else zstd)."),
     ] = None,
 ) -> None:
     """Publish JSON-lines events to their topics, keyed by entity id."""
