@@ -14,6 +14,7 @@ from rich.table import Table
 
 from processors import metrics
 from processors.reconcile.documents import InvalidDocument
+from processors.reconcile.lock import run_holding
 from processors.reconcile.runner import CampaignReport, Reconciler, Report
 from processors.reconcile.source import KafkaLogSource, Source
 from processors.settings import Settings
@@ -54,7 +55,11 @@ async def reconcile_once(
                         tasks[stage] = bar.add_task(stage, total=total)
                     bar.update(tasks[stage], completed=done, total=total)
 
-                report = await reconciler.run(campaign=campaign, dry_run=dry_run, progress=progress)
+                report = await run_holding(
+                    lock,
+                    settings.reconcile_lock_seconds,
+                    reconciler.run(campaign=campaign, dry_run=dry_run, progress=progress),
+                )
         finally:
             close = getattr(reconciler.source, "close", None)
             if close is not None:
