@@ -14,7 +14,7 @@ from rich.table import Table
 
 from processors import metrics
 from processors.reconcile.documents import InvalidDocument
-from processors.reconcile.lock import run_holding
+from processors.reconcile.lock import LockLost, run_holding
 from processors.reconcile.runner import CampaignReport, Reconciler, Report
 from processors.reconcile.source import KafkaLogSource, Source
 from processors.settings import Settings
@@ -193,6 +193,10 @@ def run(
             )
         except AlreadyRunning as exc:
             err.print(f"skipped: {exc}")
+            if not every:
+                return 1
+        except LockLost as exc:
+            err.print(f"stopped: {exc}")
             if not every:
                 return 1
         else:
