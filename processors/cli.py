@@ -305,6 +305,19 @@ def up(
     embedded: Annotated[
         bool, typer.Option(help="Start the embedded broker and valkey (else use the env).")
     ] = True,
+    mongodb: Annotated[
+        str | None,
+        typer.Option(
+            help="The simulator also writes the dialer's documents here (mongodb://HOST:PORT/DB)"
+            " and a reconciler repairs from it every --reconcile-every seconds."
+        ),
+    ] = None,
+    drop_rate: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="With --mongodb: events lost before Kafka.")
+    ] = 0.01,
+    reconcile_every: Annotated[
+        float, typer.Option(min=5.0, help="With --mongodb: seconds between reconciliations.")
+    ] = 60.0,
 ) -> None:
     """Run everything on one machine: broker, valkey, worker, API and the simulator."""
     from processors.tools.embedded import EmbeddedInfra
@@ -322,9 +335,13 @@ def up(
         token = _demo_token(settings, organization="org_0_0")
         url = f"http://{settings.api_host}:{port}"
         _wait_http(f"{url}/healthz", timeout=30)
-        children.append(
-            subprocess.Popen([*exe, "simulate", "--campaigns", str(campaigns), "--rate", str(rate)])
-        )
+        simulate = [*exe, "simulate", "--campaigns", str(campaigns), "--rate", str(rate)]
+        if mongodb:
+            # a dual write with gaps, and the reconciler that finds and repairs them
+            simulate += ["--mongodb", mongodb, "--drop-rate", str(drop_rate)]
+            reconcile = [*exe, "reconcile", "--source", mongodb, "--every", str(reconcile_every)]
+            children.append(subprocess.Popen(reconcile, stdout=subprocess.DEVNULL))
+        children.append(subprocess.Popen(simulate))
         print(f"\nKAFKA_BOOTSTRAP_SERVERS={settings.kafka_bootstrap_servers}")
         print(f"REDIS_URL={settings.redis_url}")
         print(f"Dashboard: {url}/dashboard#token={token}")
