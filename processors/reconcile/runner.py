@@ -24,10 +24,16 @@ applying events past the offsets the source was read to:
   the same, reported as `entities_in_flight`.
 - A repair counts only when its version check applied it: if the worker applied a newer
   event meanwhile (STALE), nothing was missing.
-- Counter fields are judged by RECOUNT, which compares counters with entity state in one
-  atomic script, so events applied meanwhile cannot make a difference. A difference that
-  the re-applied or removed entities account for (their counter contributions were kept
-  while their states were lost) is entity drift, not field drift.
+- Counter fields are judged by a RECOUNT taken before any repair, which compares every
+  counter with the entity state in one atomic script, so events applied meanwhile cannot
+  make a difference; a repair run recounts again after its repairs to correct them. A
+  counter should be what the state found implies (a lost write or an older copy of Redis
+  loses state and counters alike), or -- when entity states were deleted on their own
+  and left their counts behind -- what the state implies with the missing entities
+  restored and the extra ones removed: whichever leaves fewer counters drifted in the
+  campaign (the first on a tie). An entity Redis holds in an older version never
+  explains a counter, so a hand edit is reported even when the run's repair of that
+  entity moves the same counter by as much (`field_drift`).
 - An entity Redis has and the source lacks counts only once it is certain not to be newer
   than the read (the removal went through, or in a dry run could have).
 """
@@ -346,37 +352,101 @@ def _scope(recount_scope: str) -> str:
     return f"batch:{recount_scope}"
 
 
-def recount_drift(
-    quads: list[str], delta: Delta, *, dry_run: bool, touched: Iterable[str] = ()
-) -> list[FieldDrift]:
-    """Real field drift from RECOUNT's (scope, field, found, expected) quadruples.
+def _is_counter(scope: str, name: str) -> bool:
+    return scope == "stats" or (scope.startswith("batch:") and name != "s")
 
-    A counter is drifted when its value before this run differs from what the entity state
-    implies after the run's repairs. RECOUNT ran after the repairs (or, dry, instead of
-    them), so the repairs' own counter changes (`delta`) are taken out of `found` (or put
-    into `expected`). In a dry run, index and metadata entries of batches the repairs would
-    rewrite (`touched`) are theirs to set right, not drift.
-    """
-    drift = []
-    rewritten = {f"{kind}:{bid}" for bid in touched for kind in ("batch", "index")}
+
+@dataclass
+class Census:
+    """What one RECOUNT saw of a campaign, at one atomic cut (see `census_of`)."""
+
+    #: (scope, field) -> (value found, value the entity state implies), every counter; one
+    #: absent from both is (0, 0). A counter edited to text is found as that text.
+    counters: dict[tuple[str, str], tuple[int | str, int]] = field(default_factory=dict)
+    #: index and batch metadata differences: (scope, field, found, expected)
+    other: list[tuple[str, str, str, str]] = field(default_factory=list)
+    #: batch hashes of the millisecond score layout (rewritten unless dry)
+    migrated: int = 0
+
+    @property
+    def fixes(self) -> int:
+        """What the RECOUNT corrected (or, dry, would correct)."""
+        counters = sum(1 for found, implied in self.counters.values() if found != implied)
+        return counters + len(self.other)
+
+
+def census_of(quads: list[str]) -> Census:
+    """A census RECOUNT's quadruples, sorted into counters and the rest."""
+    census = Census()
     for n in range(0, len(quads), 4):
         if quads[n] == MIGRATED:
+            census.migrated += 1
             continue
-        scope, name, found_s, expected_s = _scope(quads[n]), *quads[n + 1 : n + 4]
-        counter = scope == "stats" or (scope.startswith("batch:") and name != "s")
-        if not (counter and _is_int(found_s)):  # index, metadata, or a counter edited to text
-            if not (dry_run and scope in rewritten):
-                corrected = None if dry_run else expected_s
-                drift.append(FieldDrift(scope, name, expected_s, found_s, corrected))
-            continue
-        found, expected = int(found_s), int(expected_s)
-        change = delta.get((scope, name), 0)
-        if dry_run:
-            expected += change
+        scope, name, found, expected = _scope(quads[n]), *quads[n + 1 : n + 4]
+        if _is_counter(scope, name) and _is_int(expected):
+            census.counters[scope, name] = (int(found) if _is_int(found) else found, int(expected))
         else:
-            found -= change
-        if found != expected:
-            drift.append(FieldDrift(scope, name, expected, found, None if dry_run else expected))
+            census.other.append((scope, name, found, expected))
+    return census
+
+
+def lost_plan(snap: Snapshot, done: Plan) -> Plan:
+    """The re-applied entities Redis had no state of at all (missing, not stale)."""
+    return Plan(
+        batches=[(bid, b) for bid, b in done.batches if "s" not in snap.batches.get(bid, {})],
+        contacts=[(cid, c) for cid, c in done.contacts if cid not in snap.contacts],
+        records=[(eid, r) for eid, r in done.records if eid not in snap.records],
+        extra=[],
+    )
+
+
+def field_drift(
+    before: Census, after: Census | None, lost: Delta, *, touched: Iterable[str] = ()
+) -> list[FieldDrift]:
+    """Real field drift: counters judged against the entity state at one atomic cut.
+
+    `before` is a census taken before the repairs, `after` the correcting one taken after
+    them (None in a dry run, which repairs nothing). A counter found in Redis should be
+    what the entity state found there implies: the scripts write both at once, so a
+    lost write or an older copy of Redis loses both alike. One exception: entity states
+    deleted on their own leave their counts behind, so counters may instead match the
+    state with the entities Redis lacked restored and those it has in excess removed
+    (`lost`: the counter change of those repairs, `counter_delta` of `lost_plan`). Which
+    of the two fits is judged per campaign: the one leaving fewer counters drifted, the
+    first on a tie. A stale entity (present in an older version) never explains a
+    difference, so an edit cannot hide behind its repair.
+
+    `found` is the counter before the run, `expected` what it should have been then, and
+    `corrected` its value after the run (what the repaired state implies: the repairs'
+    own changes included). Index and metadata entries come from `after` (the repairs set
+    theirs right first); in a dry run from `before`, less those of batches the repairs
+    would rewrite (`touched`).
+    """
+
+    def drifted(explained: Delta) -> dict[tuple[str, str], tuple[int | str, int]]:
+        out = {}
+        for key in set(before.counters) | {k for k, v in explained.items() if v}:
+            found, implied = before.counters.get(key, (0, 0))
+            expected = implied + explained.get(key, 0)
+            if found != expected:
+                out[key] = (found, expected)
+        return out
+
+    followed = drifted(Counter())
+    kept = drifted(lost) if any(lost.values()) else followed
+    chosen = kept if len(kept) < len(followed) else followed
+    drift = []
+    for scope, name in sorted(chosen, key=lambda k: (k[0] != "stats", k)):
+        found, expected = chosen[scope, name]
+        corrected = None if after is None else after.counters.get((scope, name), (0, 0))[1]
+        drift.append(FieldDrift(scope, name, expected, found, corrected))
+    rewritten = {f"{kind}:{bid}" for bid in touched for kind in ("batch", "index")}
+    for scope, name, found_s, expected_s in (before if after is None else after).other:
+        if after is None and scope in rewritten:
+            continue
+        drift.append(
+            FieldDrift(scope, name, expected_s, found_s, None if after is None else expected_s)
+        )
     return drift
 
 
@@ -529,27 +599,31 @@ class Reconciler:
         caught_up = report.worker_caught_up
         report.fields += meta_drift(state, snap.batches)
         named = set(snap.batches) | snap.named_batches()
+        # Counters are judged against entity state as RECOUNT finds both before any repair
+        # (one atomic cut); a repair run recounts again after its repairs to correct them.
+        after: Census | None = None
         if dry_run:
+            before = await self._census(campaign_id, named, dry_run=True)
             done, removed = todo, await self._removable(campaign_id, todo.extra)
-            quads = await self._recount(campaign_id, named, dry_run=True)
-            rows = recount_view(snap)
         else:
+            repairs = todo.batches or todo.contacts or todo.records or todo.extra
+            early = await self._census(campaign_id, named, dry_run=True) if repairs else None
             if state.organization_id:
                 await self.store.ensure_owner(campaign_id, state.organization_id)
             done = await self._repair(campaign_id, state, todo, report)
             removed = await self._remove(campaign_id, todo.extra, snap.contacts)
-            quads = await self._recount(campaign_id, named, dry_run=False)
-            rows = snap.batches
+            after = await self._census(campaign_id, named, dry_run=False)
+            # nothing to repair: the correcting recount saw it all as it was
+            before = early if early is not None else after
         changes = changes_of(snap, done, removed)
-        report.fields += recount_drift(
-            quads, counter_delta(changes, rows), dry_run=dry_run, touched=touched_batches(changes)
-        )
+        lost = counter_delta(changes_of(snap, lost_plan(snap, done), removed), recount_view(snap))
+        report.fields += field_drift(before, after, lost, touched=touched_batches(changes))
         self._count_entities(report, snap, done, caught_up)
         report.entities_extra = len(removed)
         report.extra_unconfirmed = len(todo.extra) - len(removed)
         report.extra_deferred = report.extra_unconfirmed > 0
-        report.batches_migrated = quads[::4].count(MIGRATED)
-        report.recount_fixes = len(quads) // 4 - report.batches_migrated
+        report.batches_migrated = before.migrated
+        report.recount_fixes = (after or before).fixes
         if not dry_run:
             await self._after_repair(campaign_id, state, report, done, removed)
         report.finished_at = time.time()
@@ -583,7 +657,13 @@ class Reconciler:
     ) -> None:
         """Fill in `corrected`, count the fixes, register the campaign, wake its streams."""
         await self._fill_corrected(campaign_id, report)
-        fixed_fields = sum(1 for d in report.fields if d.corrected == d.expected)
+        # a counter is set to what the repaired state implies; metadata stays as it was
+        fixed_fields = sum(
+            1
+            for d in report.fields
+            if d.corrected is not None
+            and (d.corrected == d.expected or _is_counter(d.scope, d.field))
+        )
         report.fixed = report.entities_missing + report.entities_stale + len(removed)
         report.fixed += fixed_fields
         if state.organization_id:
@@ -709,14 +789,16 @@ class Reconciler:
         ahead = any(f not in ends or offset >= ends[f] for f, offset in fence.items())
         return [] if ahead else extra
 
-    async def _recount(self, campaign_id: str, known: set[str], *, dry_run: bool) -> list[str]:
-        """RECOUNT's drift quadruples; a batch created meanwhile makes it refuse, then it
-        is read and retried."""
+    async def _census(self, campaign_id: str, known: set[str], *, dry_run: bool) -> Census:
+        """A census RECOUNT (correcting unless dry); a batch created meanwhile makes it
+        refuse, then it is read and retried."""
         referenced = known | set(await self.store.batch_ids(campaign_id))
         for _ in range(5):
-            drift = await self.store.recount(campaign_id, sorted(referenced), dry_run=dry_run)
-            if drift is not None:
-                return drift
+            quads = await self.store.recount(
+                campaign_id, sorted(referenced), dry_run=dry_run, census=True
+            )
+            if quads is not None:
+                return census_of(quads)
             for packed in (await self._stored(campaign_id, keys.contact_bucket)).values():
                 referenced.add(unpack_contact(packed).batch_id)
         raise RuntimeError(f"recount of {campaign_id} kept meeting new batches; run it again")

@@ -329,15 +329,18 @@ class Store:
         return int(await self.run_script(REMOVE_ENTITIES, call_keys, argv))
 
     async def recount(
-        self, campaign_id: str, batch_ids: list[str], *, dry_run: bool
+        self, campaign_id: str, batch_ids: list[str], *, dry_run: bool, census: bool = False
     ) -> list[str] | None:
-        """RECOUNT: flat drift quadruples, or None when a batch id was missing (retry)."""
+        """RECOUNT: flat drift quadruples, or None when a batch id was missing (retry).
+
+        With `census`, every counter of the stats and of the batches is reported, equal to
+        what the entity state implies or not."""
         contact_keys = [keys.contact_bucket(campaign_id, b) for b in range(keys.STATE_BUCKETS)]
         record_keys = [keys.record_bucket(campaign_id, b) for b in range(keys.STATE_BUCKETS)]
         call_keys = campaign_keys(campaign_id)
         call_keys += [keys.batch(campaign_id, b) for b in batch_ids]
         call_keys += contact_keys + record_keys
-        argv = ["1" if dry_run else "0", str(len(batch_ids))]
+        argv = [str(int(dry_run) + 2 * int(census)), str(len(batch_ids))]
         argv += [str(len(contact_keys)), str(len(record_keys)), *batch_ids]
         out = await self.run_script(RECOUNT, call_keys, argv)
         if int(out[0]) == 1:

@@ -411,12 +411,16 @@ return removed
 # atomically (the worker's updates serialise before or after it).
 #
 # KEYS        campaign_keys(campaign), then B batch hashes, C contact buckets, R record buckets
-# ARGV[1]     '1' dry run (report only) or '0'
+# ARGV[1]     '0' correct, '1' dry run (report only); '2' and '3' the same, and report
+#             every counter of the stats and of the batches passed, equal or not (a census:
+#             counters and the state they should follow, read at one atomic cut)
 # ARGV[2..4]  B, C, R
 # ARGV[5..]   the B batch ids, in KEYS order
 # Returns     {status, drift...}: status 0 done, 1 a contact names a batch not passed (nothing
 #             changed; call again with it); drift as flat quadruples
 #             scope ('stats' | batch id | 'index:' .. batch id), field, found, expected.
+#             A counter missing from its hash is found 0 (a census leaves out counters
+#             absent and expected 0).
 #             A batch known only from contacts that no contact names is deleted (reported
 #             as its `s` found, '' expected), as APPLY_SLICE would have left it. A batch
 #             hash of the millisecond layout (`cms`) is rewritten (migrate_score) and
@@ -425,7 +429,8 @@ return removed
 RECOUNT: Final = (
     _PRELUDE
     + """
-local dry = ARGV[1] == '1'
+local dry = ARGV[1] == '1' or ARGV[1] == '3'
+local census = ARGV[1] == '2' or ARGV[1] == '3'
 local nb, nc, nr = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local first_batch = """
     + str(FIXED_KEYS + 1)
@@ -465,11 +470,16 @@ for k = first_contact + nc, first_contact + nc + nr - 1 do
 end
 
 local out = {0}
-local function drift(scope, field, found, want)
+local fixes = 0
+local function report(scope, field, found, want)
   out[#out + 1] = scope
   out[#out + 1] = field
   out[#out + 1] = tostring(found)
   out[#out + 1] = tostring(want)
+end
+local function drift(scope, field, found, want)
+  fixes = fixes + 1
+  report(scope, field, found, want)
 end
 
 local function same_score(at, score)
@@ -545,6 +555,8 @@ local function reconcile_hash(key, scope, want, is_counter)
         if not dry then
           if e == 0 then redis.call('HDEL', key, field) else redis.call('HSET', key, field, e) end
         end
+      elseif census then
+        report(scope, field, flat[j + 1], e)
       end
     end
   end
@@ -568,7 +580,7 @@ reconcile_hash(STATS, 'stats', expected, stats_counter)
 for batch_id, key in pairs(batch_key) do
   reconcile_hash(key, batch_id, per_batch[batch_id], batch_counter)
 end
-if #out > 1 and not dry then redis.call('HINCRBY', STATS, 'rev', 1) end
+if fixes > 0 and not dry then redis.call('HINCRBY', STATS, 'rev', 1) end
 return out
 """
 )

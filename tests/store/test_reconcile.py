@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
+
 from processors.domain.contract import Rejection
 from processors.domain.events import parse
 from processors.reconcile.runner import Reconciler
@@ -190,7 +192,6 @@ async def test_extra_entities_wait_while_the_worker_is_ahead(store: Store) -> No
 
 async def test_one_reconciler_at_a_time(valkey_server: Any) -> None:
     """A run while another holds the lock is refused and counted as skipped."""
-    import pytest
     import redis.asyncio as aioredis
 
     from processors import metrics
@@ -339,3 +340,78 @@ async def channels_until(pubsub: Any, channel: str, timeout: float = 10.0) -> li
         if message is not None:
             heard.append(message["channel"])
     return heard
+
+
+def contact_change(n: int, contact_id: str, version: int, status: str) -> dict[str, Any]:
+    return {
+        "event_type": "contact.status_changed",
+        "event_id": f"evt_{n}",
+        "organization_id": "org_m",
+        "campaign_id": "cmp_m",
+        "occurred_at": "2026-05-08T09:00:00Z",
+        "version": version,
+        "batch_id": "btc_m",
+        "contact_id": contact_id,
+        "status": status,
+        "retry_count": 0,
+        "follow_up_count": 0,
+    }
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+@pytest.mark.parametrize(
+    ("edited", "by"),
+    [("contacts:completed", 1), ("contacts:pending", -1), ("contacts:completed", 2)],
+)
+async def test_a_hand_edit_is_reported_where_a_stale_repair_moves_the_same_counter(
+    store: Store, dry_run: bool, edited: str, by: int
+) -> None:
+    """Redis lost a contact's v2 write with its counters (an older copy: state and counters
+    at v1), and a counter the v2 repair also moves was edited by hand -- even by exactly the
+    repair's change. Counters are judged against the entity state found, at one cut before
+    any repair: the edit is field drift (the contact stale), in the dry run and the repair
+    alike; the repair leaves every counter exact."""
+    events = [
+        contact_change(0, "con_1", 1, "pending"),
+        contact_change(1, "con_1", 2, "completed"),
+        contact_change(2, "con_2", 1, "pending"),
+    ]
+    source = ListSource(events, partitions=1)
+    await load(store, source, 0, 1)
+    await load(store, source, 2, 3)
+    await store.client.hset(keys.fence("cmp_m"), "t:0", "1:2")  # the worker applied all
+    found = int(await store.client.hget(keys.stats("cmp_m"), edited) or 0)
+    await store.client.hincrby(keys.stats("cmp_m"), edited, by)
+
+    run = await Reconciler(store, source, catch_up_seconds=0.5).run(dry_run=dry_run)
+    (report,) = run.campaigns
+    assert (report.entities_stale, report.entities_missing) == (1, 0)
+    implied_after = {"contacts:completed": 1, "contacts:pending": 1}[edited]
+    assert [(d.scope, d.field, d.found, d.expected, d.corrected) for d in report.fields] == [
+        ("stats", edited, found + by, found, None if dry_run else implied_after)
+    ]
+    if not dry_run:
+        assert report.fixed == 2
+        await assert_matches(store, Expected(events))
+
+
+async def test_an_edit_as_large_as_a_missing_contact_is_reported(store: Store) -> None:
+    """A contact missing from an older copy of Redis (counters without it too) and a counter
+    edited by that contact's contribution: the counters follow the state found but for the
+    edit, so the edit is drift and the contact missing -- not a contact whose state was lost
+    while its counts stayed."""
+    events = [
+        contact_change(0, "con_1", 1, "completed"),
+        contact_change(1, "con_2", 1, "completed"),
+    ]
+    source = ListSource(events, partitions=1)
+    await load(store, source, 1, 2)
+    await store.client.hset(keys.fence("cmp_m"), "t:0", "1:1")
+    await store.client.hincrby(keys.stats("cmp_m"), "contacts:completed", 1)
+    for dry_run in (True, False):
+        (report,) = (
+            await Reconciler(store, source, catch_up_seconds=0.5).run(dry_run=dry_run)
+        ).campaigns
+        assert report.entities_missing == 1
+        assert drift_of(report) == [("stats", "contacts:completed", 2, 1)]
+    await assert_matches(store, Expected(events))
