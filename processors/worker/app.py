@@ -282,7 +282,9 @@ class BatchConsumer(faust_aiokafka.Consumer):
         for recs in batch.values():
             app.incarnations.note(recs[0])
         await self._retrying("storing partition markers", app.incarnations.flush)
-        current = self._get_active_partitions()
+        # Paused partitions are still ours: a stop pauses every partition before the batch
+        # in flight is marked and committed.
+        current = self._get_active_partitions() | self._paused_partitions
         for tp, recs in batch.items():
             if tp not in current or tp in self._handed_over:
                 continue  # moved to another worker meanwhile: its owner commits it

@@ -83,7 +83,7 @@ async def consumer() -> Any:
     c.highwater = lambda tp: 100
     with (
         mock.patch.object(c, "_commit", commit),
-        mock.patch.object(c, "assignment", lambda: set(c._active_partitions)),
+        mock.patch.object(c, "assignment", lambda: {TP0, TP1}),  # the group's assignment
         mock.patch.object(type(app), "producer", mock.Mock(flush=mock.AsyncMock())),
     ):
         yield c
@@ -163,3 +163,21 @@ async def test_a_cancelled_waiter_does_not_abort_the_apply(consumer: Any) -> Non
     await consumer._finish_in_flight(timeout=5)
     assert not in_flight.task.cancelled()
     assert consumer._processed[TP1] == 9
+
+
+async def test_a_stop_marks_and_commits_the_batch_in_flight(consumer: Any) -> None:
+    """faust pauses every partition before the consumer stops: the batch in flight is
+    still marked and committed (a graceful restart re-reads nothing)."""
+    gate = asyncio.Event()
+
+    async def apply() -> None:
+        await gate.wait()
+
+    consumer._in_flight = _InFlight(
+        asyncio.ensure_future(apply()), {TP0: [Rec(TP0.topic, 0, 0), Rec(TP0.topic, 0, 2669)]}
+    )
+    consumer.pause_partitions({TP0, TP1})  # what faust's App._stop_consumer does first
+    gate.set()
+    with mock.patch.object(faust_aiokafka.Consumer, "on_stop", mock.AsyncMock()):
+        await consumer.on_stop()
+    assert consumer.committed == {TP0: 2670}
