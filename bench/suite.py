@@ -16,7 +16,7 @@ import redis
 from rich.console import Console
 from rich.table import Table
 
-from bench import dataset, freshness, ingest, reads, streams
+from bench import database, dataset, freshness, ingest, reads, streams
 from bench.harness import Child, Figure, api_process
 from processors.reconcile.runner import Reconciler
 from processors.reconcile.source import KafkaLogSource
@@ -33,15 +33,17 @@ class Sizes:
     recounts: int
     fresh_seconds: float
     stream_clients: int
+    database: int
 
 
 FULL = Sizes(
     ingest=1_000_000, big=1_000_000, requests=500, recounts=5, fresh_seconds=20.0,
-    stream_clients=1000,
+    stream_clients=1000, database=20_000,
 )  # fmt: skip
 QUICK = Sizes(
-    ingest=30_000, big=50_000, requests=100, recounts=2, fresh_seconds=5.0, stream_clients=100
-)
+    ingest=30_000, big=50_000, requests=100, recounts=2, fresh_seconds=5.0, stream_clients=100,
+    database=2_000,
+)  # fmt: skip
 
 
 def machine() -> dict[str, Any]:
@@ -151,6 +153,11 @@ def run(*, quick: bool, console: Console) -> dict[str, Any]:
                 f"{seconds:.1f} s for {contacts * 2 + 250:,} events (contacts and call records)",
             )
         )
+
+    # Stack C: reconciliation from the dialer's database into an empty Redis.
+    with EmbeddedInfra(Settings(topic_partitions=6)) as infra:
+        console.print(f"[bold]reconciliation from MongoDB[/bold]: {size.database:,} contacts")
+        figures.append(database.run(infra, workdir, size.database, console))
     return {
         "quick": quick,
         "machine": machine(),
