@@ -24,7 +24,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, ClassVar, TypeVar, cast
 
@@ -62,6 +62,15 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         consumer._isolation_level = fetching.ISOLATION_LEVEL  # read when the fetcher starts
         return consumer
 
+    #: Every assigned partition's position right after the last fetch returned: past its
+    #: last returned record and past any transaction markers or aborted batches after it.
+    positions: Mapping[TP, int] = {}
+
+    async def _fetch_records(self, consumer: Any, *args: Any, **kwargs: Any) -> Any:
+        records = await super()._fetch_records(consumer, *args, **kwargs)
+        self.positions = _positions(consumer)
+        return records
+
     def highwater(self, tp: TP) -> int:
         """The end a committed reader can reach: the last stable offset."""
         consumer = self._ensure_consumer()
@@ -69,6 +78,19 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         if stable is not None and stable >= 0:
             return int(stable)
         return int(consumer.highwater(tp) or 0)
+
+
+def _positions(consumer: Any) -> dict[TP, int]:
+    assignment = consumer._subscription.subscription
+    assignment = assignment.assignment if assignment is not None else None
+    if assignment is None:
+        return {}
+    out: dict[TP, int] = {}
+    for tp in assignment.tps:
+        state = assignment.state_value(tp)
+        if state.has_valid_position:
+            out[TP(tp.topic, tp.partition)] = state.position
+    return out
 
 
 class BatchConsumer(faust_aiokafka.Consumer):
@@ -136,6 +158,23 @@ class BatchConsumer(faust_aiokafka.Consumer):
         await self._commit_latest()
         await super().on_stop()
 
+    async def _commit_offsets(
+        self, offsets: Mapping[TP, int], start_new_transaction: bool = True
+    ) -> bool:
+        # Every commit (faust's loop, revocation, stop) passes here. A member the group no
+        # longer knows (its session expired: a zombie, or a wiped broker) must not commit:
+        # the partitions may be someone else's, or the log another one, where an offset
+        # from before would skip records.
+        if not self._in_group():
+            log.info("not a member of the group now: commit of %d partitions skipped", len(offsets))
+            return False
+        return bool(await super()._commit_offsets(offsets, start_new_transaction))
+
+    def _in_group(self) -> bool:
+        consumer = getattr(self._thread, "_consumer", None)  # None: not started
+        coordinator = getattr(consumer, "_coordinator", None)
+        return coordinator is None or (coordinator.generation >= 0 and bool(coordinator.member_id))
+
     async def _commit_latest(self, tps: set[TP] | None = None) -> None:
         """Commit the processed offsets now (revocation, stop).
 
@@ -182,10 +221,13 @@ class BatchConsumer(faust_aiokafka.Consumer):
         try:
             while not (consumer_stopped() or fetcher_stopped()):
                 records = await fetch
+                fetched_to = self._fetched_to()  # before the next fetch moves them on
                 fetch = self._fetch()
                 await self._report_holds()
                 if not records or self.should_stop:
                     await self._settle(self._in_flight)
+                    if not self.should_stop:
+                        self._skip_to(fetched_to)
                     await self._report_lag()
                     continue
                 if not self.flow_active:
@@ -212,7 +254,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 if self._revoking & batch.keys():
                     continue  # being revoked: re-read from the commit after reassignment
                 task = asyncio.ensure_future(self._apply(prepared))
-                self._in_flight = _InFlight(task, batch)
+                ends = {tp: fetched_to[tp] for tp in batch if tp in fetched_to}
+                self._in_flight = _InFlight(task, batch, ends)
         finally:
             fetch.cancel()
             with suppress(asyncio.CancelledError, Exception):
@@ -271,12 +314,25 @@ class BatchConsumer(faust_aiokafka.Consumer):
         async with self._settling:
             if in_flight.settled:
                 return
-            await self._mark(in_flight.batch)
+            await self._mark(in_flight.batch, in_flight.ends)
             in_flight.settled = True
             if self._in_flight is in_flight:
                 self._in_flight = None
 
-    async def _mark(self, batch: Mapping[TP, list[Any]]) -> None:
+    def _fetched_to(self) -> dict[TP, int]:
+        thread = self._thread
+        return dict(thread.positions) if isinstance(thread, _ConsumerThread) else {}
+
+    def _skip_to(self, fetched_to: Mapping[TP, int]) -> None:
+        """Idle, with every fetched record applied: a partition whose position moved past
+        records that are not events (a transaction marker, an aborted batch) is processed
+        up to there, so its commit and lag reach the log end."""
+        for tp in self._get_active_partitions() - self._revoking:
+            processed, position = self._processed.get(tp), fetched_to.get(tp)
+            if processed is not None and position is not None and position > processed:
+                self._processed[tp] = position
+
+    async def _mark(self, batch: Mapping[TP, list[Any]], ends: Mapping[TP, int]) -> None:
         metrics.BATCH_SIZE.observe(sum(len(recs) for recs in batch.values()))
         app = self._dialer
         for recs in batch.values():
@@ -288,7 +344,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
         for tp, recs in batch.items():
             if tp not in current or tp in self._handed_over:
                 continue  # moved to another worker meanwhile: its owner commits it
-            self._processed[tp] = recs[-1].offset + 1
+            # past the last record, and past markers the same fetch skipped after it
+            self._processed[tp] = max(recs[-1].offset + 1, ends.get(tp, 0))
         await self._report_lag()
 
     async def _report_lag(self) -> None:
@@ -300,8 +357,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
         self._lag_reported = now
         owned = self._get_active_partitions() - self._revoking
         owned_fields = {f"{tp.topic}:{tp.partition}" for tp in owned}
-        for field in [field for field in self._lag if field not in owned_fields]:
-            del self._lag[field]
+        for name in [name for name in self._lag if name not in owned_fields]:
+            del self._lag[name]
         for tp in owned:
             processed = self._processed.get(tp)
             highwater = self.highwater(tp)
@@ -358,6 +415,7 @@ class _InFlight:
 
     task: asyncio.Future[None]
     batch: Mapping[TP, list[Any]]
+    ends: Mapping[TP, int] = field(default_factory=dict)  # positions after its fetch
     settled: bool = False
 
 

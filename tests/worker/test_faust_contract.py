@@ -181,3 +181,33 @@ async def test_a_stop_marks_and_commits_the_batch_in_flight(consumer: Any) -> No
     with mock.patch.object(faust_aiokafka.Consumer, "on_stop", mock.AsyncMock()):
         await consumer.on_stop()
     assert consumer.committed == {TP0: 2670}
+
+
+async def test_a_member_the_group_forgot_commits_nothing(consumer: Any) -> None:
+    """After its session expired (a zombie, a wiped broker) the member must not commit:
+    the partitions may be another member's, or the log a new one."""
+    consumer._processed = {TP0: 10}
+    forgotten = mock.Mock(_coordinator=mock.Mock(generation=-1, member_id=""))
+    with mock.patch.object(consumer._thread, "_consumer", forgotten, create=True):
+        await consumer.commit()
+        await consumer._commit_latest()
+    assert consumer.committed == {}
+    member = mock.Mock(_coordinator=mock.Mock(generation=3, member_id="m-1"))
+    with mock.patch.object(consumer._thread, "_consumer", member, create=True):
+        await consumer.commit()
+    assert consumer.committed == {TP0: 10}
+
+
+async def test_transaction_markers_after_the_last_record_are_processed_too(
+    consumer: Any,
+) -> None:
+    """A fetch that skipped a commit marker after the last record moved the position past
+    it: the partition is processed up to there (commits and lag reach the log end), also
+    when the marker came in a fetch of its own."""
+    done = asyncio.ensure_future(asyncio.sleep(0))
+    batch = {TP0: [Rec(TP0.topic, 0, 0), Rec(TP0.topic, 0, 19)]}
+    await consumer._settle(_InFlight(done, batch, {TP0: 21, TP1: 4}))
+    assert consumer._processed == {TP0: 21}  # 20 records, then the marker at 20
+    consumer._processed[TP1] = 3
+    consumer._skip_to({TP0: 21, TP1: 4})  # idle: TP1's marker arrived on its own
+    assert consumer._processed == {TP0: 21, TP1: 4}
