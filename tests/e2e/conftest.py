@@ -15,6 +15,7 @@ import pytest
 
 from processors.settings import Settings
 from processors.tools.embedded import EmbeddedInfra, free_port
+from processors.tools.nxmongo import NxMongo
 from tests.conftest import wait_until
 
 CLI = [sys.executable, "-m", "processors.cli"]
@@ -143,56 +144,8 @@ def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 60) -
     return asyncio.run(run())
 
 
-class NxMongo:
-    """nx-27017 (a MongoDB wire-protocol server on SQLite, from PyPI) as a child process."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.port = free_port()
-        self.log = data_dir / "nx-27017.log"
-        self.handle = open(self.log, "wb")  # noqa: SIM115
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "nx_27017.nx_27017", "--host", "127.0.0.1",
-             "-p", str(self.port), "--data-dir", str(data_dir / "db"),
-             "--log-file", str(data_dir / "server.log"), "--pid-file", str(data_dir / "nx.pid")],
-            stdout=self.handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
-
-    def url(self, database: str) -> str:
-        return f"mongodb://127.0.0.1:{self.port}/{database}"
-
-    def answers(self) -> bool:
-        from pymongo import MongoClient
-        from pymongo.errors import PyMongoError
-
-        assert self.process.poll() is None, self.log.read_text(errors="replace")
-        client: MongoClient[dict[str, Any]] = MongoClient(
-            self.url("admin"), serverSelectionTimeoutMS=500
-        )
-        try:
-            client.admin.command("ping")
-            return True
-        except PyMongoError:
-            return False
-        finally:
-            client.close()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.handle.close()
-
-
 @pytest.fixture(scope="session")
 def mongo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NxMongo]:
     """A MongoDB wire-protocol server (nx-27017) on a free port for the session."""
-    server = NxMongo(tmp_path_factory.mktemp("nx27017"))
-    try:
-        wait_until(server.answers, timeout=30, what="nx-27017 to answer ping")
+    with NxMongo(tmp_path_factory.mktemp("nx27017")) as server:
         yield server
-    finally:
-        server.stop()
