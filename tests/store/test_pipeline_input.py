@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 from processors import metrics
 from processors.store import keys
 from processors.store.client import Store
 from processors.worker.pipeline import BatchProcessor
+from tests.store.test_reconcile import Rec
 
 EVENT: dict[str, Any] = {
     "event_id": "evt_1",
@@ -24,15 +24,6 @@ EVENT: dict[str, Any] = {
     "retry_count": 0,
     "follow_up_count": 0,
 }
-
-
-@dataclass(frozen=True)
-class Rec:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
 
 
 def contact(n: int, **changes: Any) -> bytes:
