@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 
 from bench.harness import Figure, median, percentile
 from processors.domain.transitions import unpack_contact, unpack_record
-from processors.store import keys
+from processors.store.client import Store
 
 
 def latencies(
@@ -36,24 +36,19 @@ def latencies(
 
 async def incumbent_stats(redis_url: str, campaign_id: str) -> dict[str, Any]:
     """What the incumbent does per read: aggregate every contact and call record."""
-    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    store = Store(aioredis.Redis.from_url(redis_url, decode_responses=True))
     try:
         counts: Counter[str] = Counter()
-        for bucket_key in (keys.contact_bucket, keys.record_bucket):
-            pipe = client.pipeline(transaction=False)
-            for n in range(keys.STATE_BUCKETS):
-                pipe.hgetall(bucket_key(campaign_id, n))
-            for row in await pipe.execute():
-                for packed in row.values():
-                    if bucket_key is keys.contact_bucket:
-                        contact = unpack_contact(packed)
-                        counts[f"contacts:{contact.status}"] += 1
-                        counts[f"batch:{contact.batch_id}:{contact.status}"] += 1
-                    else:
-                        counts[f"calls:{unpack_record(packed).status}"] += 1
+        contacts, records = await store.entity_states(campaign_id)
+        for packed in contacts.values():
+            contact = unpack_contact(packed)
+            counts[f"contacts:{contact.status}"] += 1
+            counts[f"batch:{contact.batch_id}:{contact.status}"] += 1
+        for packed in records.values():
+            counts[f"calls:{unpack_record(packed).status}"] += 1
         return dict(counts)
     finally:
-        await client.aclose()
+        await store.close()
 
 
 def run(

@@ -63,6 +63,7 @@ from processors.domain.transitions import (
 from processors.reconcile.source import Source
 from processors.store import keys
 from processors.store.client import Store
+from processors.store.keys import digest
 from processors.store.lua import APPLIED, TENANT_MISMATCH
 from processors.store.slices import encode_repair
 
@@ -174,11 +175,12 @@ class Report:
 
 @dataclass
 class Snapshot:
-    """What Redis held for one campaign when it was read."""
+    """What Redis held for one campaign when it was read. Entity states are stored under
+    the digests of their ids (`keys.digest`); a contact's packed state names its batch id."""
 
     batches: dict[str, dict[str, str]]  # batch id -> its hash
-    contacts: dict[str, str]  # contact id -> packed state
-    records: dict[str, str]  # execution id -> packed state
+    contacts: dict[str, str]  # contact digest -> packed state
+    records: dict[str, str]  # execution digest -> packed state
 
     def named_batches(self) -> set[str]:
         """Batches some stored contact names."""
@@ -192,7 +194,7 @@ class Plan:
     batches: list[tuple[str, BatchState]]
     contacts: list[tuple[str, ContactState]]
     records: list[tuple[str, RecordState]]
-    extra: list[tuple[str, str]]  # (kind b|c|r, id)
+    extra: list[tuple[str, str]]  # (kind b|c|r, batch id or entity digest)
 
 
 @dataclass
@@ -214,9 +216,15 @@ def _version(row: dict[str, str]) -> int:
     return int(row.get("v", 0) or 0)
 
 
+def _behind(stored: str | None, version: int, unpack: Callable[[str], Any]) -> bool:
+    return stored is None or unpack(stored).version < version
+
+
 def plan(state: CampaignState, snap: Snapshot) -> Plan:
     """What is older or missing in Redis, and what Redis has that the source lacks."""
     contacts, records, rows = snap.contacts, snap.records, snap.batches
+    contact_digests = {digest(cid) for cid in state.contacts}
+    record_digests = {digest(eid) for eid in state.records}
     return Plan(
         batches=[
             (bid, b)
@@ -226,15 +234,15 @@ def plan(state: CampaignState, snap: Snapshot) -> Plan:
         contacts=[
             (cid, c)
             for cid, c in state.contacts.items()
-            if cid not in contacts or unpack_contact(contacts[cid]).version < c.version
+            if _behind(contacts.get(digest(cid)), c.version, unpack_contact)
         ],
         records=[
             (eid, r)
             for eid, r in state.records.items()
-            if eid not in records or unpack_record(records[eid]).version < r.version
+            if _behind(records.get(digest(eid)), r.version, unpack_record)
         ],
-        extra=[("c", cid) for cid in contacts if cid not in state.contacts]
-        + [("r", eid) for eid in records if eid not in state.records]
+        extra=[("c", d) for d in contacts if d not in contact_digests]
+        + [("r", d) for d in records if d not in record_digests]
         + [("b", bid) for bid, row in rows.items() if row and bid not in state.batches],
     )
 
@@ -243,10 +251,10 @@ def changes_of(snap: Snapshot, done: Plan, removed: list[tuple[str, str]]) -> Ch
     """The state changes of re-applying `done` and removing `removed`."""
     changes = Changes()
     for cid, c in done.contacts:
-        old = snap.contacts.get(cid)
+        old = snap.contacts.get(digest(cid))
         changes.contacts.append((unpack_contact(old) if old else None, c))
     for eid, r in done.records:
-        old = snap.records.get(eid)
+        old = snap.records.get(digest(eid))
         changes.records.append((unpack_record(old) if old else None, r))
     changes.batches = {bid: b.status for bid, b in done.batches}
     for kind, entity_id in removed:
@@ -394,8 +402,8 @@ def lost_plan(snap: Snapshot, done: Plan) -> Plan:
     """The re-applied entities Redis had no state of at all (missing, not stale)."""
     return Plan(
         batches=[(bid, b) for bid, b in done.batches if "s" not in snap.batches.get(bid, {})],
-        contacts=[(cid, c) for cid, c in done.contacts if cid not in snap.contacts],
-        records=[(eid, r) for eid, r in done.records if eid not in snap.records],
+        contacts=[(cid, c) for cid, c in done.contacts if digest(cid) not in snap.contacts],
+        records=[(eid, r) for eid, r in done.records if digest(eid) not in snap.records],
         extra=[],
     )
 
@@ -611,7 +619,7 @@ class Reconciler:
             if state.organization_id:
                 await self.store.ensure_owner(campaign_id, state.organization_id)
             done = await self._repair(campaign_id, state, todo, report)
-            removed = await self._remove(campaign_id, todo.extra, snap.contacts)
+            removed = await self._remove(campaign_id, todo.extra)
             after = await self._census(campaign_id, named, dry_run=False)
             # nothing to repair: the correcting recount saw it all as it was
             before = early if early is not None else after
@@ -637,8 +645,8 @@ class Reconciler:
     ) -> None:
         """Missing / stale when the worker had caught up (really lost), else in flight."""
         found = [
-            *(cid in snap.contacts for cid, _ in done.contacts),
-            *(eid in snap.records for eid, _ in done.records),
+            *(digest(cid) in snap.contacts for cid, _ in done.contacts),
+            *(digest(eid) in snap.records for eid, _ in done.records),
             *("s" in snap.batches.get(bid, {}) for bid, _ in done.batches),
         ]
         if not caught_up:
@@ -677,18 +685,14 @@ class Reconciler:
     async def _recheck(self, campaign_id: str, snap: Snapshot, todo: Plan) -> Plan:
         """Read the entities found behind again (the snapshot is updated): those the worker
         applied meanwhile are no longer behind."""
-        contacts = await self.store.hget_many(
-            [(keys.contact_state(campaign_id, cid), cid) for cid, _ in todo.contacts]
-        )
-        records = await self.store.hget_many(
-            [(keys.record_state(campaign_id, eid), eid) for eid, _ in todo.records]
-        )
-        rows = await self.store.hashes([keys.batch(campaign_id, bid) for bid, _ in todo.batches])
-        for stored, items, values in (
-            (snap.contacts, todo.contacts, contacts),
-            (snap.records, todo.records, records),
+        for stored, kind, items in (
+            (snap.contacts, "c", todo.contacts),
+            (snap.records, "r", todo.records),
         ):
-            stored.update((i, v) for (i, _), v in zip(items, values, strict=True) if v is not None)
+            digests = [digest(i) for i, _ in items]
+            values = await self.store.lookup(campaign_id, kind, digests)
+            stored.update((d, v) for d, v in zip(digests, values, strict=True) if v is not None)
+        rows = await self.store.hashes([keys.batch(campaign_id, bid) for bid, _ in todo.batches])
         snap.batches.update((bid, row) for (bid, _), row in zip(todo.batches, rows, strict=True))
         return Plan(
             batches=[
@@ -697,13 +701,12 @@ class Reconciler:
             contacts=[
                 (cid, c)
                 for cid, c in todo.contacts
-                if cid not in snap.contacts
-                or unpack_contact(snap.contacts[cid]).version < c.version
+                if _behind(snap.contacts.get(digest(cid)), c.version, unpack_contact)
             ],
             records=[
                 (eid, r)
                 for eid, r in todo.records
-                if eid not in snap.records or unpack_record(snap.records[eid]).version < r.version
+                if _behind(snap.records.get(digest(eid)), r.version, unpack_record)
             ],
             extra=todo.extra,
         )
@@ -711,18 +714,10 @@ class Reconciler:
     async def _snapshot(self, campaign_id: str, state: CampaignState) -> Snapshot:
         batch_ids = sorted(set(await self.store.batch_ids(campaign_id)) | set(state.batches))
         rows = await self.store.hashes([keys.batch(campaign_id, b) for b in batch_ids])
+        contacts, records = await self.store.entity_states(campaign_id)
         return Snapshot(
-            batches=dict(zip(batch_ids, rows, strict=True)),
-            contacts=await self._stored(campaign_id, keys.contact_bucket),
-            records=await self._stored(campaign_id, keys.record_bucket),
+            batches=dict(zip(batch_ids, rows, strict=True)), contacts=contacts, records=records
         )
-
-    async def _stored(self, campaign_id: str, bucket: Callable[[str, int], str]) -> dict[str, str]:
-        rows = await self.store.hashes([bucket(campaign_id, b) for b in range(keys.STATE_BUCKETS)])
-        merged: dict[str, str] = {}
-        for row in rows:
-            merged.update(row)
-        return merged
 
     async def _repair(
         self, campaign_id: str, state: CampaignState, todo: Plan, report: CampaignReport
@@ -753,28 +748,16 @@ class Reconciler:
         return applied
 
     async def _remove(
-        self, campaign_id: str, extra: list[tuple[str, str]], contacts: dict[str, str]
+        self, campaign_id: str, extra: list[tuple[str, str]]
     ) -> list[tuple[str, str]]:
         """REMOVE_ENTITIES chunk by chunk; what was removed (a refused chunk removes nothing)."""
         ends = self.source.ends
         removed: list[tuple[str, str]] = []
         for chunk in _chunks(extra, REPAIR_CHUNK):
-            entities = [(k, e, self._entity_keys(campaign_id, k, e, contacts)) for k, e in chunk]
-            if await self.store.remove_entities(campaign_id, ends, entities) < 0:
+            if await self.store.remove_entities(campaign_id, ends, chunk) < 0:
                 break  # the worker is past the read: the rest waits for a later run
             removed += chunk
         return removed
-
-    @staticmethod
-    def _entity_keys(
-        campaign_id: str, kind: str, entity_id: str, contacts: dict[str, str]
-    ) -> list[str]:
-        if kind == "c":
-            batch_id = unpack_contact(contacts[entity_id]).batch_id
-            return [keys.contact_state(campaign_id, entity_id), keys.batch(campaign_id, batch_id)]
-        if kind == "r":
-            return [keys.record_state(campaign_id, entity_id)]
-        return [keys.batch(campaign_id, entity_id)]
 
     async def _removable(
         self, campaign_id: str, extra: list[tuple[str, str]]
@@ -790,18 +773,10 @@ class Reconciler:
         return [] if ahead else extra
 
     async def _census(self, campaign_id: str, known: set[str], *, dry_run: bool) -> Census:
-        """A census RECOUNT (correcting unless dry); a batch created meanwhile makes it
-        refuse, then it is read and retried."""
-        referenced = known | set(await self.store.batch_ids(campaign_id))
-        for _ in range(5):
-            quads = await self.store.recount(
-                campaign_id, sorted(referenced), dry_run=dry_run, census=True
-            )
-            if quads is not None:
-                return census_of(quads)
-            for packed in (await self._stored(campaign_id, keys.contact_bucket)).values():
-                referenced.add(unpack_contact(packed).batch_id)
-        raise RuntimeError(f"recount of {campaign_id} kept meeting new batches; run it again")
+        """A census recount (correcting unless dry) of the campaign, chunked: exact at
+        the instant it ends although the worker keeps applying."""
+        quads = await self.store.recount(campaign_id, sorted(known), dry_run=dry_run, census=True)
+        return census_of(quads)
 
     async def _fill_corrected(self, campaign_id: str, report: CampaignReport) -> None:
         """Metadata is only reported: `corrected` is what the batch holds after the run."""

@@ -19,7 +19,16 @@ from processors.domain.contract import BATCH_STATUSES
 from processors.domain.views import batch_view, stats_view
 from processors.settings import Settings
 from processors.store import keys
-from processors.store.lua import APPLY_SLICE, RECOUNT, REMOVE_ENTITIES, campaign_keys
+from processors.store.lua import (
+    APPLY_SLICE,
+    LOOKUP,
+    MIGRATE_STATES,
+    RECOUNT_BEGIN,
+    RECOUNT_END,
+    RECOUNT_STEP,
+    REMOVE_ENTITIES,
+    campaign_keys,
+)
 from processors.store.slices import Slice, encode
 
 Client = aioredis.Redis | RedisCluster
@@ -48,6 +57,11 @@ def connect(settings: Settings) -> Client:
 #: reports any more (revoked, or its worker died).
 LAG_TTL_SECONDS = 30.0
 
+
+#: Entities one recount call reads at most (about 10 ms of Redis time), and how long an
+#: abandoned recount's shadow outlives its last call.
+RECOUNT_BUDGET = 20_000
+RECOUNT_TTL_MS = 60_000
 
 #: A stuck-partition report older than this is from a worker that died or moved on.
 STUCK_TTL_SECONDS = 30.0
@@ -299,16 +313,6 @@ class Store:
             rows.extend(await pipe.execute())
         return rows
 
-    async def hget_many(self, fields: list[tuple[str, str]], chunk: int = 2000) -> list[str | None]:
-        """HGET of many (key, field) pairs, pipelined in chunks."""
-        values: list[str | None] = []
-        for start in range(0, len(fields), chunk):
-            pipe = self.client.pipeline(transaction=False)
-            for name, field in fields[start : start + chunk]:
-                pipe.hget(name, field)
-            values.extend(await pipe.execute())
-        return values
-
     async def fence_offsets(self, campaign_ids: list[str]) -> list[dict[str, int]]:
         """Per campaign: `topic:partition` -> offset of the last message the worker applied."""
         rows = await self.hashes([keys.fence(c) for c in campaign_ids])
@@ -316,36 +320,143 @@ class Store:
         return [{f: int(v.rpartition(":")[2]) for f, v in row.items()} for row in rows]
 
     async def remove_entities(
-        self, campaign_id: str, ends: dict[str, int], entities: list[tuple[str, str, list[str]]]
+        self, campaign_id: str, ends: dict[str, int], entities: list[tuple[str, str]]
     ) -> int:
-        """REMOVE_ENTITIES: `(kind, id, [state key, (batch key)])`; -1 if the worker is ahead."""
-        call_keys = campaign_keys(campaign_id)
+        """REMOVE_ENTITIES: `(kind, batch id or digest)`; -1 if the worker is ahead."""
         argv = [str(len(ends))]
         for field, end in ends.items():
             argv += [field, str(end)]
-        for kind, entity_id, entity_keys in entities:
-            argv += [kind, entity_id, str(len(call_keys) + 1)]
-            call_keys.extend(entity_keys)
-        return int(await self.run_script(REMOVE_ENTITIES, call_keys, argv))
+        for kind, entity in entities:
+            argv += [kind, entity]
+        return int(await self.run_script(REMOVE_ENTITIES, campaign_keys(campaign_id), argv))
 
     async def recount(
-        self, campaign_id: str, batch_ids: list[str], *, dry_run: bool, census: bool = False
-    ) -> list[str] | None:
-        """RECOUNT: flat drift quadruples, or None when a batch id was missing (retry).
+        self,
+        campaign_id: str,
+        batch_ids: Iterable[str] = (),
+        *,
+        dry_run: bool,
+        census: bool = False,
+        budget: int = RECOUNT_BUDGET,
+    ) -> list[str]:
+        """A chunked recount (RECOUNT_BEGIN / STEP / END): flat drift quadruples.
 
-        With `census`, every counter of the stats and of the batches is reported, equal to
-        what the entity state implies or not."""
-        contact_keys = [keys.contact_bucket(campaign_id, b) for b in range(keys.STATE_BUCKETS)]
-        record_keys = [keys.record_bucket(campaign_id, b) for b in range(keys.STATE_BUCKETS)]
+        Each call reads at most `budget` entities, so Redis answers others in between;
+        what the worker changes meanwhile is mirrored into the recount's shadow, so the
+        comparison at the end is exact at that instant. `batch_ids` are checked besides
+        those indexed or named by a contact. With `census`, every counter of the stats
+        and of the batches is reported, equal to what the entity state implies or not."""
         call_keys = campaign_keys(campaign_id)
-        call_keys += [keys.batch(campaign_id, b) for b in batch_ids]
-        call_keys += contact_keys + record_keys
-        argv = [str(int(dry_run) + 2 * int(census)), str(len(batch_ids))]
-        argv += [str(len(contact_keys)), str(len(record_keys)), *batch_ids]
-        out = await self.run_script(RECOUNT, call_keys, argv)
-        if int(out[0]) == 1:
-            return None
-        return [str(item) for item in out[1:]]
+        ttl = str(RECOUNT_TTL_MS)
+        mode = str(int(dry_run) + 2 * int(census))
+        for _ in range(5):
+            token = secrets.token_hex(8)
+            await self.run_script(RECOUNT_BEGIN, call_keys, [token, ttl])
+            while (step := int(await self.run_script(
+                RECOUNT_STEP, call_keys, [token, str(budget), ttl]
+            ))) == 0:  # fmt: skip
+                pass
+            if step < 0:
+                continue  # replaced or expired: begin again
+            out = await self.run_script(RECOUNT_END, call_keys, [token, mode, *batch_ids])
+            if int(out[0]) == 0:
+                return [str(item) for item in out[1:]]
+        raise StoreUnavailable(f"the recount of {campaign_id} kept being interrupted")
+
+    # -- entity state (reconciliation, migration) ----------------------------------------
+
+    async def bucket_layout(self, campaign_id: str, kind: str) -> tuple[int, int]:
+        """`(level, split)` of a campaign's contact (`c`) or record (`r`) buckets."""
+        level, split = await self.client.hmget(keys.layout(campaign_id), f"{kind}:L", f"{kind}:P")
+        return int(level or 0), int(split or 0)
+
+    async def entity_key(self, campaign_id: str, kind: str, entity_digest: str) -> str:
+        """The bucket an entity's state is in now (tests and tools; buckets split)."""
+        level, split = await self.bucket_layout(campaign_id, kind)
+        number = keys.bucket_number(keys.bucket_hash(entity_digest), level, split)
+        bucket = keys.contact_bucket if kind == "c" else keys.record_bucket
+        return bucket(campaign_id, number)
+
+    async def batch_ids_by_number(self, campaign_id: str) -> dict[str, str]:
+        """Batch number -> batch id, for every batch the campaign has numbered."""
+        raw = cast(dict[str, str], await self.client.hgetall(keys.layout(campaign_id)))
+        return {f[1:]: v for f, v in raw.items() if f.startswith("#") and len(f) > 1}
+
+    async def entity_states(self, campaign_id: str) -> tuple[dict[str, str], dict[str, str]]:
+        """Every stored contact and call record of a campaign: digest -> packed state, a
+        contact's with its batch id (`version|code|retry|batch_id`, see `unpack_contact`).
+
+        Bucket by bucket, not atomically: an entity moved by a split meanwhile may be
+        missed (reconciliation reads those it misses again, by LOOKUP)."""
+        found: list[dict[str, str]] = []
+        for kind, bucket in (("c", keys.contact_bucket), ("r", keys.record_bucket)):
+            level, split = await self.bucket_layout(campaign_id, kind)
+            names = [bucket(campaign_id, n) for n in range((1 << level) + split)]
+            merged: dict[str, str] = {}
+            for row in await self.hashes(names):
+                merged.update(row)
+            found.append(merged)
+        contacts, records = found
+        return self.with_batch_ids(contacts, await self.batch_ids_by_number(campaign_id)), records
+
+    @staticmethod
+    def with_batch_ids(contacts: dict[str, str], by_number: dict[str, str]) -> dict[str, str]:
+        """Contact states with their batch number replaced by the batch id."""
+        named = {}
+        for entity, packed in contacts.items():
+            head, _, number = packed.rpartition("|")
+            named[entity] = f"{head}|{by_number.get(number, '')}"
+        return named
+
+    async def lookup(
+        self, campaign_id: str, kind: str, digests: list[str], chunk: int = 1000
+    ) -> list[str | None]:
+        """The stored states of some contacts (`c`, with batch ids) or records (`r`)."""
+        values: list[str | None] = []
+        for start in range(0, len(digests), chunk):
+            argv = [item for d in digests[start : start + chunk] for item in (kind, d)]
+            answer = await self.run_script(LOOKUP, campaign_keys(campaign_id), argv)
+            values.extend(v if v else None for v in answer)
+        if kind == "c" and any(values):
+            by_number = await self.batch_ids_by_number(campaign_id)
+            values = [
+                None if v is None else self.with_batch_ids({"": v}, by_number)[""] for v in values
+            ]
+        return values
+
+    async def legacy_campaigns(self) -> list[str]:
+        """Campaigns with state in the fixed 16,384-bucket layout of plain ids."""
+        found: set[str] = set()
+        for part in (keys.LEGACY_CONTACT_PART, keys.LEGACY_RECORD_PART):
+            async for key in self.client.scan_iter(
+                match=f"{keys.PREFIX}:{{*}}:{part}*", count=1000
+            ):
+                campaign_id, _, rest = key[len(keys.PREFIX) + 2 :].partition("}:")
+                if rest[len(part) :].isdigit():
+                    found.add(campaign_id)
+        return sorted(found)
+
+    async def migrate_campaign(self, campaign_id: str) -> int:
+        """Move a campaign's states from the fixed layout into growing buckets, bucket by
+        bucket (each atomically), then recount its counters; returns the states moved.
+
+        Safe while workers of the new layout run: a state they applied in the meantime is
+        kept when its version is the same or newer, and the recount corrects the counters
+        of an entity both layouts held for a while."""
+        moved = 0
+        for kind in ("c", "r"):
+            for number in range(keys.LEGACY_BUCKETS):
+                old = keys.legacy_bucket(campaign_id, kind, number)
+                row = cast(dict[str, str], await self.client.hgetall(old))
+                if not row:
+                    continue
+                argv = [kind]
+                for entity_id, packed in row.items():
+                    argv += [keys.digest(entity_id), entity_id, packed]
+                call_keys = [*campaign_keys(campaign_id), old]
+                moved += int(await self.run_script(MIGRATE_STATES, call_keys, argv))
+        await self.recount(campaign_id, dry_run=False)
+        return moved
 
     # -- tokens --------------------------------------------------------------------------
 

@@ -7,27 +7,76 @@ they can never break a tag or collide across key kinds.
 
 from __future__ import annotations
 
-import zlib
+import hashlib
 from typing import Final
 
 PREFIX: Final = "ds"
-# Entity state lives in hashes of about 64 fields at 1M entities per campaign, small enough
-# for Redis's compact listpack encoding (hash-max-listpack-entries defaults to 128).
-STATE_BUCKETS: Final = 16384  # a power of two
+
+# Entity state (contacts, call records) lives in hash buckets that grow with the campaign
+# by linear hashing: bucket `P` splits into `P` and `P + 2**L` whenever the campaign holds
+# more than LOAD entities per bucket, one bucket at a time, inside the apply script. The
+# busiest bucket then holds about 2 * LOAD fields, well inside Redis's compact listpack
+# encoding (hash-max-listpack-entries defaults to 128).
+LOAD: Final = 40
+#: An entity's bucket is chosen by its digest modulo 2**HASH_BITS (then modulo 2**L).
+HASH_BITS: Final = 30
+
+#: The parts of a campaign's key names after its tag (the Lua scripts build entity keys
+#: from the stats key with these).
+STATS_PART: Final = "stats"
+BATCH_PART: Final = "b:"
+CONTACT_BUCKET_PART: Final = "cb:"
+RECORD_BUCKET_PART: Final = "rb:"
+#: Key parts of the layout before buckets grew (16,384 fixed buckets of plain ids), read
+#: only by `dialer-stats migrate`.
+LEGACY_BUCKETS: Final = 16384
+LEGACY_CONTACT_PART: Final = "c:"
+LEGACY_RECORD_PART: Final = "r:"
 
 
 def _tag(campaign_id: str) -> str:
     return f"{PREFIX}:{{{campaign_id}}}"
 
 
-def bucket(entity_id: str) -> int:
-    """The state bucket an entity's packed state lives in."""
-    return zlib.crc32(entity_id.encode()) & (STATE_BUCKETS - 1)
+def digest(entity_id: str) -> str:
+    """The fixed-width name an entity's state is stored under: 63 bits of BLAKE2b, decimal.
+
+    Redis keeps an integer-looking field as an 8-byte integer, so the dialer's ids cost the
+    same whatever their length. Two ids of one campaign collide with probability about
+    n**2 / 2**64 (5e-8 for a million contacts).
+    """
+    raw = hashlib.blake2b(entity_id.encode(), digest_size=8).digest()
+    return str(int.from_bytes(raw, "big") >> 1)
+
+
+def bucket_hash(entity_digest: str) -> int:
+    """The digest modulo 2**HASH_BITS: what picks the bucket (the Lua scripts agree)."""
+    return int(entity_digest) & ((1 << HASH_BITS) - 1)
+
+
+def bucket_number(hashed: int, level: int, split: int) -> int:
+    """Linear hashing: the bucket of `hashed` among 2**level + split buckets."""
+    number = hashed & ((1 << level) - 1)
+    return hashed & ((1 << (level + 1)) - 1) if number < split else number
 
 
 def stats(campaign_id: str) -> str:
     """Hash: campaign counters, owner organization, revision and freshness fields."""
-    return f"{_tag(campaign_id)}:stats"
+    return f"{_tag(campaign_id)}:{STATS_PART}"
+
+
+def layout(campaign_id: str) -> str:
+    """Hash: the bucket layout and the batch numbers of a campaign.
+
+    `c:L`, `c:P`, `c:N` (contacts: level, split pointer, entities) and the same for `r:`
+    (call records); `b:<batch id>` -> its number, `#<number>` -> its id, `#` the last number.
+    """
+    return f"{_tag(campaign_id)}:lay"
+
+
+def shadow(campaign_id: str) -> str:
+    """Hash: the counters a running chunked recount has counted so far (expires)."""
+    return f"{_tag(campaign_id)}:rc"
 
 
 def fence(campaign_id: str) -> str:
@@ -37,7 +86,7 @@ def fence(campaign_id: str) -> str:
 
 def batch(campaign_id: str, batch_id: str) -> str:
     """Hash: batch metadata, version and per-batch contact counters."""
-    return f"{_tag(campaign_id)}:b:{batch_id}"
+    return f"{_tag(campaign_id)}:{BATCH_PART}{batch_id}"
 
 
 def batch_index(campaign_id: str, status: str | None = None) -> str:
@@ -47,23 +96,19 @@ def batch_index(campaign_id: str, status: str | None = None) -> str:
 
 
 def contact_bucket(campaign_id: str, number: int) -> str:
-    """Hash bucket of contact states: contact_id -> `version|status code|retry|batch_id`."""
-    return f"{_tag(campaign_id)}:c:{number}"
+    """Hash bucket of contact states: digest -> `version|status code|retry|batch number`."""
+    return f"{_tag(campaign_id)}:{CONTACT_BUCKET_PART}{number}"
 
 
 def record_bucket(campaign_id: str, number: int) -> str:
-    """Hash bucket of call-record states: execution_id -> `version|status code|follow-up`."""
-    return f"{_tag(campaign_id)}:r:{number}"
+    """Hash bucket of call-record states: digest -> `version|status code|follow-up`."""
+    return f"{_tag(campaign_id)}:{RECORD_BUCKET_PART}{number}"
 
 
-def contact_state(campaign_id: str, contact_id: str) -> str:
-    """The bucket holding one contact's state."""
-    return contact_bucket(campaign_id, bucket(contact_id))
-
-
-def record_state(campaign_id: str, execution_id: str) -> str:
-    """The bucket holding one call record's state."""
-    return record_bucket(campaign_id, bucket(execution_id))
+def legacy_bucket(campaign_id: str, kind: str, number: int) -> str:
+    """A bucket of the fixed layout (`c` contacts, `r` records), keyed by plain ids."""
+    part = LEGACY_CONTACT_PART if kind == "c" else LEGACY_RECORD_PART
+    return f"{_tag(campaign_id)}:{part}{number}"
 
 
 def reconciliation(campaign_id: str) -> str:

@@ -1,12 +1,23 @@
 """Every Lua script dialer-stats runs, each with its KEYS / ARGV / return contract.
 
-Scripts never build key names but one: every key arrives in KEYS (see `keys`), so they run
-unchanged on Redis Cluster, where all keys of one call share the `{campaign_id}` hash tag.
-The exception is the batch a contact moves away from: only the stored state names it, so
-APPLY_SLICE gets the batch hash prefix of the campaign (`keys.batch(campaign, "")`) and
-appends the batch id -- the same hash tag, so the same slot. All three scripts share one
-fixed KEYS prefix (`campaign_keys`) and one prelude of helpers, so a transition is written
-once.
+Every script gets the campaign's fixed keys in KEYS (`campaign_keys`); all of them share the
+`{campaign_id}` hash tag, so each call touches one Redis Cluster slot. Entity keys -- state
+buckets and batch hashes -- are built inside the scripts from the stats key's tag (the same
+tag, so the same slot), because only the script knows them: the bucket an entity lives in
+depends on how far the campaign's buckets have grown (linear hashing, see `keys.LOAD`), and
+the batch a contact leaves is named only by its stored state. All scripts share one prelude
+of helpers, so a transition and the layout are written once.
+
+Entity state, per bucket hash (listpack-encoded):
+- contact: digest -> `version|status code|retry_count|batch number`
+- call record: digest -> `version|status code|follow-up flag`
+Digests are `keys.digest` of the dialer's ids; batch numbers are per campaign, in the layout
+hash (`keys.layout`), and never reused.
+
+A chunked recount (RECOUNT_BEGIN, RECOUNT_STEP, RECOUNT_END) counts the buckets a few at a
+time into a shadow hash; while it runs, every change to an entity in a bucket it has already
+counted is mirrored into the shadow, so at the end the shadow holds what the counters should
+be at that instant.
 """
 
 from __future__ import annotations
@@ -22,10 +33,9 @@ CALL_CODES: Final = {s: chr(ord("a") + i) for i, s in enumerate(CALL_STATUSES)}
 CONTACT_BY_CODE: Final = {c: s for s, c in CONTACT_CODES.items()}
 CALL_BY_CODE: Final = {c: s for s, c in CALL_CODES.items()}
 
-#: Fixed KEYS prefix of every script; entity keys follow from index FIRST_ENTITY_KEY (1-based).
-FIXED_KEYS: Final = 3 + len(BATCH_STATUSES)
-FIRST_ENTITY_KEY: Final = FIXED_KEYS + 1
-FIELDS_PER_EVENT: Final = 13
+#: Fixed KEYS of every script: stats, fence, layout, shadow, batch index, per-status indexes.
+FIXED_KEYS: Final = 5 + len(BATCH_STATUSES)
+FIELDS_PER_EVENT: Final = 12
 
 #: Separators of the APPLY_SLICE payload (ids and statuses never contain them).
 EVENT_SEP: Final = "\x1e"
@@ -37,8 +47,14 @@ APPLIED, REPLAYED, STALE, TENANT_MISMATCH = range(4)
 
 
 def campaign_keys(campaign_id: str) -> list[str]:
-    """KEYS[1..FIXED_KEYS] of every script: stats, fence, batch index, per-status indexes."""
-    fixed = [keys.stats(campaign_id), keys.fence(campaign_id), keys.batch_index(campaign_id)]
+    """KEYS of every script: stats, fence, layout, shadow, batch index, per-status indexes."""
+    fixed = [
+        keys.stats(campaign_id),
+        keys.fence(campaign_id),
+        keys.layout(campaign_id),
+        keys.shadow(campaign_id),
+        keys.batch_index(campaign_id),
+    ]
     fixed.extend(keys.batch_index(campaign_id, status) for status in BATCH_STATUSES)
     return fixed
 
@@ -47,12 +63,13 @@ def _lua_table(mapping: dict[str, str]) -> str:
     return "{" + ", ".join(f"{k}='{v}'" for k, v in mapping.items()) + "}"
 
 
-_BATCH_INDEX_SLOTS = "{" + ", ".join(f"{s}={4 + i}" for i, s in enumerate(BATCH_STATUSES)) + "}"
+_BATCH_INDEX_SLOTS = "{" + ", ".join(f"{s}={6 + i}" for i, s in enumerate(BATCH_STATUSES)) + "}"
 
-# Shared by every script: key layout, status tables and the exact counter transitions.
+# Shared by every script: key layout, status tables, linear hashing, the shadow of a running
+# recount and the exact counter transitions.
 _PRELUDE: Final = (
     """
-local STATS, FENCE, BIDX = KEYS[1], KEYS[2], KEYS[3]
+local STATS, FENCE, LAYOUT, SHADOW, BIDX = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local unpack = unpack or table.unpack
 local BIDX_BY_STATUS = """
     + _BATCH_INDEX_SLOTS
@@ -62,8 +79,15 @@ local CONTACT = """
     + """
 local CALL = """
     + _lua_table(CALL_BY_CODE)
+    + f"""
+local LOAD, HASH_MOD = {keys.LOAD}, {2**keys.HASH_BITS}
+local TAG = string.sub(STATS, 1, #STATS - {len(keys.STATS_PART)})
+local BATCH_PREFIX = TAG .. '{keys.BATCH_PART}'
+local BUCKET_PREFIX = {{
+  c = TAG .. '{keys.CONTACT_BUCKET_PART}', r = TAG .. '{keys.RECORD_BUCKET_PART}'
+}}
+"""
     + """
-
 -- Counter deltas are summed per (key, field) and written once by flush_bumps(): a slice
 -- of many events touches the same few counters. Counters are never read by the scripts.
 local pending, pending_keys = {}, {}
@@ -86,6 +110,170 @@ local function flush_bumps()
     end
   end
   pending, pending_keys = {}, {}
+end
+
+-- The shadow of a running recount: how many buckets of each kind it has counted (false
+-- when none runs). Read once per call; only RECOUNT_STEP moves the cursors.
+local shadow_at = nil
+local function shadow()
+  if shadow_at == nil then
+    local m = redis.call('HMGET', SHADOW, 'c', 'r')
+    shadow_at = m[1] and {c = tonumber(m[1]), r = tonumber(m[2])} or false
+  end
+  return shadow_at
+end
+
+-- A counter change: to the counter, and to the shadow when the entity's bucket is counted
+-- already (`mirror`). Batch counters are named in the shadow by batch number: `n>field`.
+local function tally(key, bn, field, by, mirror)
+  bump(key, field, by)
+  if mirror then bump(SHADOW, bn and (bn .. '>' .. field) or field, by) end
+end
+
+local function contact_delta(bn, bkey, code, retry, by, mirror)
+  local name = 'contacts:' .. CONTACT[code]
+  tally(STATS, nil, name, by, mirror)
+  tally(bkey, bn, name, by, mirror)
+  if CONTACT[code] == 'retrying' then
+    tally(STATS, nil, 'retry:' .. retry, by, mirror)
+    tally(bkey, bn, 'retry:' .. retry, by, mirror)
+  end
+end
+
+local function record_delta(code, follow_up, by, mirror)
+  tally(STATS, nil, 'calls:' .. CALL[code], by, mirror)
+  if follow_up == '1' then tally(STATS, nil, 'calls:follow_up', by, mirror) end
+end
+
+local function parse_contact(packed)
+  return string.match(packed, '^(%d+)|(%a)|(%d+)|(%d+)$')
+end
+
+local function parse_record(packed)
+  return string.match(packed, '^(%d+)|(%a)|(%d)$')
+end
+
+-- Batch numbers: a contact's state names its batch by a number, per campaign, allocated
+-- on first sight and kept for good (a batch deleted and seen again keeps its number).
+local numbers, ids = {}, {}
+local function batch_number(batch_id)
+  local n = numbers[batch_id]
+  if n then return n end
+  n = redis.call('HGET', LAYOUT, 'b:' .. batch_id)
+  if not n then
+    n = tostring(redis.call('HINCRBY', LAYOUT, '#', 1))
+    redis.call('HSET', LAYOUT, 'b:' .. batch_id, n, '#' .. n, batch_id)
+  end
+  numbers[batch_id], ids[n] = n, batch_id
+  return n
+end
+
+local function batch_id_of(n)
+  local batch_id = ids[n]
+  if not batch_id then
+    batch_id = redis.call('HGET', LAYOUT, '#' .. n)
+    ids[n] = batch_id
+  end
+  return batch_id
+end
+
+-- Linear hashing, per kind ('c' contacts, 'r' records): 2^L + P buckets, N entities.
+local layouts = {}
+local function layout(kind)
+  local t = layouts[kind]
+  if not t then
+    local m = redis.call('HMGET', LAYOUT, kind .. ':L', kind .. ':P', kind .. ':N')
+    t = {L = tonumber(m[1] or '0'), P = tonumber(m[2] or '0'), N = tonumber(m[3] or '0')}
+    t.size = 2 ^ t.L
+    layouts[kind] = t
+  end
+  return t
+end
+
+local function bucket_of(t, h)
+  local b = h % t.size
+  if b < t.P then b = h % (2 * t.size) end
+  return b
+end
+
+-- the digest (decimal, below 2^63) modulo 2^HASH_BITS, exactly, as keys.bucket_hash
+local function hash_of(digest)
+  local h = 0
+  for i = 1, #digest do h = (h * 10 + string.byte(digest, i) - 48) % HASH_MOD end
+  return h
+end
+
+-- What one stored entity adds to the counters (`by` = 1) or takes away (-1), in the
+-- shadow only: the recount's own tally.
+local function count_entry(kind, packed, by)
+  if kind == 'c' then
+    local v, c, r, bn = parse_contact(packed)
+    bump(SHADOW, 'contacts', by)
+    bump(SHADOW, bn .. '>known', by)
+    local name = 'contacts:' .. CONTACT[c]
+    bump(SHADOW, name, by)
+    bump(SHADOW, bn .. '>' .. name, by)
+    if CONTACT[c] == 'retrying' then
+      bump(SHADOW, 'retry:' .. r, by)
+      bump(SHADOW, bn .. '>retry:' .. r, by)
+    end
+  else
+    local v, c, f = parse_record(packed)
+    bump(SHADOW, 'calls:' .. CALL[c], by)
+    if f == '1' then bump(SHADOW, 'calls:follow_up', by) end
+  end
+end
+
+-- Split bucket P into P and P + 2^L. Entries that move to the new bucket leave the
+-- shadow if P was counted already: the new bucket is beyond the recount's cursor, and
+-- they are counted again there.
+local function split(kind, t)
+  local from = BUCKET_PREFIX[kind] .. t.P
+  local to_n = t.P + t.size
+  local flat = redis.call('HGETALL', from)
+  local s = shadow()
+  local uncount = s and t.P < s[kind]
+  local moved, names = {}, {}
+  for j = 1, #flat, 2 do
+    if hash_of(flat[j]) % (2 * t.size) == to_n then
+      moved[#moved + 1] = flat[j]
+      moved[#moved + 1] = flat[j + 1]
+      names[#names + 1] = flat[j]
+      if uncount then count_entry(kind, flat[j + 1], -1) end
+    end
+  end
+  if #names > 0 then
+    redis.call('HSET', BUCKET_PREFIX[kind] .. to_n, unpack(moved))
+    redis.call('HDEL', from, unpack(names))
+  end
+  t.P = t.P + 1
+  if t.P == t.size then
+    t.L, t.P, t.size = t.L + 1, 0, 2 * t.size
+  end
+  t.dirty = true
+end
+
+-- An entity was added (`by` 1) or removed (-1); buckets split while over LOAD on average.
+local function resize(kind, t, by)
+  t.N = t.N + by
+  t.dirty = true
+  while t.N > LOAD * (t.size + t.P) do split(kind, t) end
+end
+
+local function save_layouts()
+  for kind, t in pairs(layouts) do
+    if t.dirty then
+      redis.call('HSET', LAYOUT, kind .. ':L', t.L, kind .. ':P', t.P, kind .. ':N', t.N)
+    end
+  end
+end
+
+-- The bucket of an entity, and whether a running recount has counted it already.
+local function locate(kind, h)
+  local t = layout(kind)
+  local b = bucket_of(t, h)
+  local s = shadow()
+  return BUCKET_PREFIX[kind] .. b, t, (s and b < s[kind]) or false
 end
 
 -- A batch known only from its contacts (version 0, no batch.upserted) exists while a
@@ -115,47 +303,23 @@ local function migrate_score(bkey, batch_id, s, cms)
   if s then redis.call('ZADD', KEYS[BIDX_BY_STATUS[s]], 'XX', score, batch_id) end
   return score
 end
-
-local function contact_delta(bkey, code, retry, by)
-  local name = CONTACT[code]
-  bump(STATS, 'contacts:' .. name, by)
-  bump(bkey, 'contacts:' .. name, by)
-  if name == 'retrying' then
-    bump(STATS, 'retry:' .. retry, by)
-    bump(bkey, 'retry:' .. retry, by)
-  end
-end
-
-local function record_delta(code, follow_up, by)
-  bump(STATS, 'calls:' .. CALL[code], by)
-  if follow_up == '1' then bump(STATS, 'calls:follow_up', by) end
-end
-
-local function parse_contact(packed)
-  return string.match(packed, '^(%d+)|(%a)|(%d+)|(.*)$')
-end
-
-local function parse_record(packed)
-  return string.match(packed, '^(%d+)|(%a)|(%d)$')
-end
 """
 )
 
 # APPLY_SLICE: apply the events of one campaign from one fetched batch, atomically.
 #
-# KEYS        campaign_keys(campaign), then entity keys (batch hashes, state buckets)
+# KEYS        campaign_keys(campaign)
 # ARGV[1]     F, the number of partitions the events come from; 0 = repair mode (no
 #             fence, no tallies: entity states re-applied by reconciliation)
 # ARGV[2..]   F fence fields (topic:partition), then their F log epochs
-# ARGV[2+2F]  the campaign's batch hash prefix: + batch id = the hash of a batch a contact
-#             moves away from (its id is only in the stored state, not in the events)
-# ARGV[3+2F]  the events, separated by RS (\30); each is FIELDS_PER_EVENT fields separated
+# ARGV[2+2F]  the events, separated by RS (\30); each is FIELDS_PER_EVENT fields separated
 #             by US (\31), in offset order per partition:
 #             fence number (1..F, 0 in repair mode), offset, organization_id, version,
-#             kind (b|c|r), entity id, state key index, batch key index (contacts),
-#             status code or name, number (total_contacts | retry_count | follow-up flag),
-#             extra (batch: created_at ISO; contact: batch_id), score (batch: created_at in
-#             microseconds since the epoch), occurred_at ms
+#             kind (b|c|r), entity (batch: its id; contact, record: keys.digest of the id),
+#             keys.bucket_hash of the digest (contacts, records), status code or name,
+#             number (total_contacts | retry_count | follow-up flag), extra (batch:
+#             created_at ISO; contact: batch_id), score (batch: created_at in microseconds
+#             since the epoch), occurred_at ms
 # Returns     one outcome code per event: 0 applied, 1 replayed (at or below the fence),
 #             2 stale or duplicate version, 3 tenant mismatch -- also for a replayed event:
 #             the owner never changes once set, so the verdict is the same on a retry and
@@ -167,15 +331,13 @@ end
 # `created_at` (ISO, UTC), `created_us` (the index score), `known` contacts, counters.
 # A batch event (applied or stale) rewrites a hash of the millisecond layout (`cms`, see
 # migrate_score); contact events leave that to RECOUNT.
-# Contact state: `version|status code|retry_count|batch_id`. A newer version naming another
-# batch moves the contact: its status and retry bucket, and `known`, leave the old batch's
-# counters and join the new one's.
+# A newer contact version naming another batch moves the contact: its status and retry
+# bucket, and `known`, leave the old batch's counters and join the new one's.
 APPLY_SLICE: Final = (
     _PRELUDE
     + """
 local nf = tonumber(ARGV[1])
 local repair = nf == 0
-local BATCH_PREFIX = ARGV[2 + 2 * nf]
 local EVENT = '^' .. string.rep('([^\\31]*)\\31', """
     + str(FIELDS_PER_EVENT - 1)
     + """) .. '([^\\31]*)$'
@@ -189,7 +351,8 @@ local function ensure_batch(bkey, batch_id)
   end
 end
 
-local function apply_batch(bkey, batch_id, ver, ver_s, status, total, created_at, score)
+local function apply_batch(batch_id, ver, ver_s, status, total, created_at, score)
+  local bkey = BATCH_PREFIX .. batch_id
   local cur = redis.call('HMGET', bkey, 's', 'v', 'created_us', 'cms')
   if cur[4] then
     if cur[3] then
@@ -215,43 +378,46 @@ end
 -- (deferred so that a batch emptied and refilled within the slice is left alone)
 local left = {}
 
-local function join_batch(bkey, batch_id)
-  ensure_batch(bkey, batch_id)
-  bump(bkey, 'known', 1)
-end
-
-local function apply_contact(skey, bkey, contact_id, ver, ver_s, code, retry, batch_id)
-  local cur = redis.call('HGET', skey, contact_id)
+local function apply_contact(digest, h, ver, ver_s, code, retry, batch_id)
+  local skey, t, mirror = locate('c', tonumber(h))
+  local cur = redis.call('HGET', skey, digest)
+  local bn, bkey = batch_number(batch_id), BATCH_PREFIX .. batch_id
   if cur then
-    local v, c, r, b = parse_contact(cur)
+    local v, c, r, old_bn = parse_contact(cur)
     if ver <= tonumber(v) then return 2 end
-    if b == batch_id then
-      contact_delta(bkey, c, r, -1)
+    if old_bn == bn then
+      contact_delta(bn, bkey, c, r, -1, mirror)
     else
-      local old = BATCH_PREFIX .. b
-      contact_delta(old, c, r, -1)
-      bump(old, 'known', -1)
-      left[b] = old
-      join_batch(bkey, batch_id)
+      local old_id = batch_id_of(old_bn)
+      local old = BATCH_PREFIX .. old_id
+      contact_delta(old_bn, old, c, r, -1, mirror)
+      tally(old, old_bn, 'known', -1, mirror)
+      left[old_id] = old
+      ensure_batch(bkey, batch_id)
+      tally(bkey, bn, 'known', 1, mirror)
     end
   else
-    join_batch(bkey, batch_id)
-    bump(STATS, 'contacts', 1)
+    ensure_batch(bkey, batch_id)
+    tally(bkey, bn, 'known', 1, mirror)
+    tally(STATS, nil, 'contacts', 1, mirror)
   end
-  redis.call('HSET', skey, contact_id, ver_s .. '|' .. code .. '|' .. retry .. '|' .. batch_id)
-  contact_delta(bkey, code, retry, 1)
+  redis.call('HSET', skey, digest, ver_s .. '|' .. code .. '|' .. retry .. '|' .. bn)
+  contact_delta(bn, bkey, code, retry, 1, mirror)
+  if not cur then resize('c', t, 1) end
   return 0
 end
 
-local function apply_record(skey, execution_id, ver, ver_s, code, follow_up)
-  local cur = redis.call('HGET', skey, execution_id)
+local function apply_record(digest, h, ver, ver_s, code, follow_up)
+  local skey, t, mirror = locate('r', tonumber(h))
+  local cur = redis.call('HGET', skey, digest)
   if cur then
     local v, c, f = parse_record(cur)
     if ver <= tonumber(v) then return 2 end
-    record_delta(c, f, -1)
+    record_delta(c, f, -1, mirror)
   end
-  redis.call('HSET', skey, execution_id, ver_s .. '|' .. code .. '|' .. follow_up)
-  record_delta(code, follow_up, 1)
+  redis.call('HSET', skey, digest, ver_s .. '|' .. code .. '|' .. follow_up)
+  record_delta(code, follow_up, 1, mirror)
+  if not cur then resize('r', t, 1) end
   return 0
 end
 
@@ -274,13 +440,13 @@ end
 
 local org = redis.call('HGET', STATS, 'org')
 local out = {}
-local tally = {0, 0, 0, 0}
+local tally_of = {0, 0, 0, 0}
 local last_event_ms = 0
 local n = 0
 
-for rec in string.gmatch(ARGV[3 + 2 * nf], '[^\\30]+') do
+for rec in string.gmatch(ARGV[2 + 2 * nf], '[^\\30]+') do
   n = n + 1
-  local fence, offset_s, event_org, ver_s, kind, id, skey, bkey, status, num, extra, score,
+  local fence, offset_s, event_org, ver_s, kind, id, h, status, num, extra, score,
     occurred_s = string.match(rec, EVENT)
   local f, offset, ver = tonumber(fence), tonumber(offset_s), tonumber(ver_s)
   local code, counted
@@ -297,24 +463,24 @@ for rec in string.gmatch(ARGV[3 + 2 * nf], '[^\\30]+') do
     if event_org ~= org then
       code = 3
     elseif kind == 'b' then
-      code = apply_batch(KEYS[tonumber(skey)], id, ver, ver_s, status, num, extra, score)
+      code = apply_batch(id, ver, ver_s, status, num, extra, score)
     elseif kind == 'c' then
-      code = apply_contact(KEYS[tonumber(skey)], KEYS[tonumber(bkey)], id, ver, ver_s, status,
-        num, extra)
+      code = apply_contact(id, h, ver, ver_s, status, num, extra)
     else
-      code = apply_record(KEYS[tonumber(skey)], id, ver, ver_s, status, num)
+      code = apply_record(id, h, ver, ver_s, status, num)
     end
     counted = code
     local occurred_ms = tonumber(occurred_s)
     if code == 0 and occurred_ms > last_event_ms then last_event_ms = occurred_ms end
   end
-  tally[counted + 1] = tally[counted + 1] + 1
+  tally_of[counted + 1] = tally_of[counted + 1] + 1
   out[n] = code
 end
 
 flush_bumps()
 for batch_id, bkey in pairs(left) do drop_if_unnamed(bkey, batch_id) end
 flush_bumps()
+save_layouts()
 if not repair then
   for i = 1, nf do
     if fence_max[i] > fence_at[i] then
@@ -324,10 +490,10 @@ if not repair then
   end
   local names = {'applied', 'replayed', 'stale', 'tenant_mismatch'}
   for k = 1, 4 do
-    if tally[k] > 0 then redis.call('HINCRBY', STATS, 'events:' .. names[k], tally[k]) end
+    if tally_of[k] > 0 then redis.call('HINCRBY', STATS, 'events:' .. names[k], tally_of[k]) end
   end
 end
-if tally[1] > 0 then
+if tally_of[1] > 0 then
   redis.call('HINCRBY', STATS, 'rev', 1)
   local now = redis.call('TIME')
   local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
@@ -341,14 +507,30 @@ return out
 """
 )
 
+# LOOKUP: the stored states of some entities, found where the layout has them now.
+#
+# KEYS        campaign_keys(campaign)
+# ARGV        pairs: kind (c|r), digest
+# Returns     one packed state per pair, false when absent
+LOOKUP: Final = (
+    _PRELUDE
+    + """
+local out = {}
+for i = 1, #ARGV, 2 do
+  local skey = locate(ARGV[i], hash_of(ARGV[i + 1]))
+  out[#out + 1] = redis.call('HGET', skey, ARGV[i + 1])
+end
+return out
+"""
+)
+
 # REMOVE_ENTITIES: forget entities the source does not have, with their counter deltas --
 # only while the worker has applied nothing at or beyond the offsets the source was read to.
 #
-# KEYS        campaign_keys(campaign), then entity keys
+# KEYS        campaign_keys(campaign)
 # ARGV[1]     number P of partition ends that follow
 # ARGV[2..]   P pairs: fence field (topic:partition), end offset read by the source
-# then        triples: kind (b|c|r), entity id, state key index (batches: their hash;
-#             contacts: the bucket, then their batch's hash at the next index)
+# then        pairs: kind (b|c|r), entity (batch id, or the digest of a contact / record)
 # Returns     number of entities removed, or -1 when the worker is ahead (nothing changed).
 #             A batch known only from contacts goes with the last contact that named it.
 REMOVE_ENTITIES: Final = (
@@ -365,30 +547,30 @@ for i = 1, #fences, 2 do
 end
 local removed = 0
 local left = {}
-for i = 2 + 2 * p, #ARGV, 3 do
-  local kind, id, key = ARGV[i], ARGV[i + 1], KEYS[tonumber(ARGV[i + 2])]
-  if kind == 'c' then
-    local cur = redis.call('HGET', key, id)
+for i = 2 + 2 * p, #ARGV, 2 do
+  local kind, id = ARGV[i], ARGV[i + 1]
+  if kind == 'c' or kind == 'r' then
+    local skey, t, mirror = locate(kind, hash_of(id))
+    local cur = redis.call('HGET', skey, id)
     if cur then
-      local v, c, r, b = parse_contact(cur)
-      redis.call('HDEL', key, id)
+      redis.call('HDEL', skey, id)
       removed = removed + 1
-      bump(STATS, 'contacts', -1)
-      -- the batch hash is passed right after the bucket
-      local bkey = KEYS[tonumber(ARGV[i + 2]) + 1]
-      bump(bkey, 'known', -1)
-      contact_delta(bkey, c, r, -1)
-      left[b] = bkey
-    end
-  elseif kind == 'r' then
-    local cur = redis.call('HGET', key, id)
-    if cur then
-      local v, c, f = parse_record(cur)
-      redis.call('HDEL', key, id)
-      removed = removed + 1
-      record_delta(c, f, -1)
+      if kind == 'c' then
+        local v, c, r, bn = parse_contact(cur)
+        local batch_id = batch_id_of(bn)
+        local bkey = BATCH_PREFIX .. batch_id
+        tally(STATS, nil, 'contacts', -1, mirror)
+        tally(bkey, bn, 'known', -1, mirror)
+        contact_delta(bn, bkey, c, r, -1, mirror)
+        left[batch_id] = bkey
+      else
+        local v, c, f = parse_record(cur)
+        record_delta(c, f, -1, mirror)
+      end
+      resize(kind, t, -1)
     end
   else
+    local key = BATCH_PREFIX .. id
     local s = redis.call('HGET', key, 's')
     if s then
       bump(STATS, 'batches:' .. s, -1)
@@ -402,72 +584,148 @@ end
 flush_bumps()
 for batch_id, bkey in pairs(left) do drop_if_unnamed(bkey, batch_id) end
 flush_bumps()
+save_layouts()
 if removed > 0 then redis.call('HINCRBY', STATS, 'rev', 1) end
 return removed
 """
 )
 
-# RECOUNT: recount every counter of a campaign from its entity state and correct the drift,
-# atomically (the worker's updates serialise before or after it).
+# MIGRATE_STATES: move one bucket of the fixed layout (plain ids) into the growing one.
 #
-# KEYS        campaign_keys(campaign), then B batch hashes, C contact buckets, R record buckets
-# ARGV[1]     '0' correct, '1' dry run (report only); '2' and '3' the same, and report
-#             every counter of the stats and of the batches passed, equal or not (a census:
-#             counters and the state they should follow, read at one atomic cut)
-# ARGV[2..4]  B, C, R
-# ARGV[5..]   the B batch ids, in KEYS order
-# Returns     {status, drift...}: status 0 done, 1 a contact names a batch not passed (nothing
-#             changed; call again with it); drift as flat quadruples
-#             scope ('stats' | batch id | 'index:' .. batch id), field, found, expected.
-#             A counter missing from its hash is found 0 (a census leaves out counters
-#             absent and expected 0).
+# KEYS        campaign_keys(campaign), then the old bucket
+# ARGV[1]     kind (c|r)
+# ARGV[2..]   triples: digest, old field (the id), state with the batch id (contacts)
+# Returns     number of states moved. A state the new layout holds in the same or a newer
+#             version is kept (a worker of the new layout applied it); counters are left
+#             alone -- a correcting recount follows (`Store.migrate_campaign`).
+MIGRATE_STATES: Final = (
+    _PRELUDE
+    + """
+local kind = ARGV[1]
+local moved = 0
+for i = 2, #ARGV, 3 do
+  local digest, packed = ARGV[i], ARGV[i + 2]
+  local skey, t = locate(kind, hash_of(digest))
+  local cur = redis.call('HGET', skey, digest)
+  local v = tonumber(string.match(packed, '^(%d+)|'))
+  if kind == 'c' then
+    local head, batch_id = string.match(packed, '^(%d+|%a|%d+)|(.*)$')
+    packed = head .. '|' .. batch_number(batch_id)
+  end
+  if not cur or tonumber(string.match(cur, '^(%d+)|')) < v then
+    redis.call('HSET', skey, digest, packed)
+    moved = moved + 1
+    if not cur then resize(kind, t, 1) end
+  end
+end
+redis.call('DEL', KEYS[#KEYS])
+save_layouts()
+return moved
+"""
+)
+
+# Chunked recount: RECOUNT_BEGIN, then RECOUNT_STEP until it answers 1, then RECOUNT_END.
+# Each call reads a bounded number of entities, so Redis serves others between them; the
+# worker's changes meanwhile are mirrored into the shadow (see the module's docstring).
+#
+# RECOUNT_BEGIN  ARGV: token, shadow expiry in ms. Starts a recount (a running one, if any,
+#                is replaced: its next call answers -1). Returns 1.
+RECOUNT_BEGIN: Final = (
+    _PRELUDE
+    + """
+redis.call('DEL', SHADOW)
+redis.call('HSET', SHADOW, 'tok', ARGV[1], 'c', 0, 'r', 0)
+redis.call('PEXPIRE', SHADOW, ARGV[2])
+return 1
+"""
+)
+
+_COUNT_BUCKETS: Final = """
+-- Count buckets from the cursors on, contacts first, until `budget` entities were read;
+-- true when every bucket is counted.
+local function count_buckets(budget)
+  local seen = 0
+  for _, kind in ipairs({'c', 'r'}) do
+    local t = layout(kind)
+    local cursor = tonumber(redis.call('HGET', SHADOW, kind))
+    local total = t.size + t.P
+    while cursor < total and seen < budget do
+      local flat = redis.call('HGETALL', BUCKET_PREFIX[kind] .. cursor)
+      for j = 2, #flat, 2 do count_entry(kind, flat[j], 1) end
+      seen = seen + #flat / 2 + 1
+      cursor = cursor + 1
+    end
+    flush_bumps()
+    redis.call('HSET', SHADOW, kind, cursor)
+    if cursor < total then return false end
+  end
+  return true
+end
+"""
+
+# RECOUNT_STEP   ARGV: token, budget (entities to read at most), shadow expiry in ms.
+#                Returns 1 when every bucket is counted, 0 when more remain, -1 when the
+#                recount is gone (expired or replaced: begin again).
+RECOUNT_STEP: Final = (
+    _PRELUDE
+    + _COUNT_BUCKETS
+    + """
+if redis.call('HGET', SHADOW, 'tok') ~= ARGV[1] then return -1 end
+local done = count_buckets(tonumber(ARGV[2]))
+redis.call('PEXPIRE', SHADOW, ARGV[3])
+return done and 1 or 0
+"""
+)
+
+# RECOUNT_END: compare every counter and index of the campaign with what the counted entity
+# state implies, correct what differs (unless a dry run) and end the recount.
+#
+# ARGV[1]     token
+# ARGV[2]     '0' correct, '1' dry run (report only); '2' and '3' the same, and report
+#             every counter of the stats and of the batches checked, equal or not (a
+#             census: counters and the state they should follow, read at one atomic cut)
+# ARGV[3..]   more batch ids to check besides those indexed or named by a contact
+# Returns     {status, drift...}: status 0 done, -1 the recount is gone (begin again);
+#             drift as flat quadruples scope ('stats' | batch id | 'index:' .. batch id),
+#             field, found, expected. A counter missing from its hash is found 0 (a census
+#             leaves out counters absent and expected 0).
 #             A batch known only from contacts that no contact names is deleted (reported
 #             as its `s` found, '' expected), as APPLY_SLICE would have left it. A batch
 #             hash of the millisecond layout (`cms`) is rewritten (migrate_score) and
 #             reported as ('migrated', batch id, cms, created_us), not as drift; a dry run
 #             reports it alone and takes the index's millisecond score for a right one.
-RECOUNT: Final = (
+RECOUNT_END: Final = (
     _PRELUDE
+    + _COUNT_BUCKETS
     + """
-local dry = ARGV[1] == '1' or ARGV[1] == '3'
-local census = ARGV[1] == '2' or ARGV[1] == '3'
-local nb, nc, nr = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local first_batch = """
-    + str(FIXED_KEYS + 1)
-    + """
-local expected, per_batch, batch_key = {}, {}, {}
-for i = 1, nb do
-  per_batch[ARGV[4 + i]] = {}
-  batch_key[ARGV[4 + i]] = KEYS[first_batch + i - 1]
-end
-local function inc(t, f) t[f] = (t[f] or 0) + 1 end
+if redis.call('HGET', SHADOW, 'tok') ~= ARGV[1] then return {-1} end
+count_buckets(1e15)  -- buckets split off since the last step
+local dry = ARGV[2] == '1' or ARGV[2] == '3'
+local census = ARGV[2] == '2' or ARGV[2] == '3'
 
-local first_contact = first_batch + nb
-for k = first_contact, first_contact + nc - 1 do
-  local flat = redis.call('HGETALL', KEYS[k])
-  for j = 1, #flat, 2 do
-    local v, c, r, b = parse_contact(flat[j + 1])
-    local name = CONTACT[c]
-    local mine = per_batch[b]
-    if not mine then return {1} end
-    inc(expected, 'contacts')
-    inc(expected, 'contacts:' .. name)
-    inc(mine, 'known')
-    inc(mine, 'contacts:' .. name)
-    if name == 'retrying' then
-      inc(expected, 'retry:' .. r)
-      inc(mine, 'retry:' .. r)
+local expected, per_batch, batch_key = {}, {}, {}
+local counted = redis.call('HGETALL', SHADOW)
+redis.call('DEL', SHADOW)
+for j = 1, #counted, 2 do
+  local field, value = counted[j], tonumber(counted[j + 1])
+  local bn, name = string.match(field, '^(%d+)>(.*)$')
+  if bn then
+    local batch_id = batch_id_of(bn)
+    if batch_id then
+      per_batch[batch_id] = per_batch[batch_id] or {}
+      per_batch[batch_id][name] = value
     end
+  elseif field ~= 'tok' and field ~= 'c' and field ~= 'r' then
+    expected[field] = value
   end
 end
-for k = first_contact + nc, first_contact + nc + nr - 1 do
-  local flat = redis.call('HGETALL', KEYS[k])
-  for j = 1, #flat, 2 do
-    local v, c, f = parse_record(flat[j + 1])
-    inc(expected, 'calls:' .. CALL[c])
-    if f == '1' then inc(expected, 'calls:follow_up') end
-  end
+for batch_id in pairs(per_batch) do batch_key[batch_id] = BATCH_PREFIX .. batch_id end
+for _, batch_id in ipairs(redis.call('ZRANGE', BIDX, 0, -1)) do
+  batch_key[batch_id] = BATCH_PREFIX .. batch_id
 end
+for i = 3, #ARGV do batch_key[ARGV[i]] = BATCH_PREFIX .. ARGV[i] end
+for batch_id in pairs(batch_key) do per_batch[batch_id] = per_batch[batch_id] or {} end
+local function inc(t, f) t[f] = (t[f] or 0) + 1 end
 
 local out = {0}
 local fixes = 0
@@ -509,7 +767,7 @@ for batch_id, key in pairs(batch_key) do
     drift('migrated', batch_id, legacy, score)
     if not dry then migrate_score(key, batch_id, s, legacy) end
   end
-  local named = next(per_batch[batch_id]) ~= nil
+  local named = (per_batch[batch_id]['known'] or 0) > 0
   if not s and named then
     s, score = 'pending', '+inf'
     drift(batch_id, 's', '', 'pending')

@@ -73,11 +73,13 @@ def iso(moment: datetime) -> str:
     return _aware(moment).astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-# Key names are cached: a worker sees the same campaigns and buckets over and over.
-_contact_bucket = lru_cache(maxsize=1 << 17)(keys.contact_bucket)
-_record_bucket = lru_cache(maxsize=1 << 17)(keys.record_bucket)
-_batch_key = lru_cache(maxsize=1 << 16)(keys.batch)
-_bucket = keys.bucket
+@lru_cache(maxsize=1 << 18)
+def _entity(entity_id: str) -> str:
+    """`digest` US `bucket hash` of an entity id (a worker sees the same ids again and again)."""
+    digest = keys.digest(entity_id)
+    return f"{digest}{FIELD_SEP}{keys.bucket_hash(digest)}"
+
+
 US = FIELD_SEP
 
 
@@ -86,52 +88,34 @@ class _Call:
 
     def __init__(self, campaign_id: str, fences: list[tuple[str, int]]) -> None:
         self.campaign_id = campaign_id
-        self.keys = campaign_keys(campaign_id)
         self.fences = fences
         self.events: list[str] = []
-        self._index: dict[str, str] = {}
-
-    def slot(self, key: str) -> str:
-        position = self._index.get(key)
-        if position is None:
-            self.keys.append(key)
-            position = self._index[key] = str(len(self.keys))
-        return position
 
     def add(self, fence: int, offset: int, event: Event) -> None:
-        cid, slot = self.campaign_id, self.slot
         head = f"{fence}{US}{offset}{US}{event.organization_id}{US}{event.version}{US}"
         occurred = epoch_ms(event.occurred_at)
         if isinstance(event, ContactStatusChanged):
-            contact_id, batch_id = event.contact_id, event.batch_id
-            state = slot(_contact_bucket(cid, _bucket(contact_id)))
-            batch = slot(_batch_key(cid, batch_id))
             code = CONTACT_CODES[event.status]
-            tail = f"c{US}{contact_id}{US}{state}{US}{batch}{US}{code}{US}{event.retry_count}"
-            self.events.append(f"{head}{tail}{US}{batch_id}{US}{US}{occurred}")
+            tail = f"c{US}{_entity(event.contact_id)}{US}{code}{US}{event.retry_count}"
+            self.events.append(f"{head}{tail}{US}{event.batch_id}{US}{US}{occurred}")
         elif isinstance(event, BatchUpserted):
-            batch = slot(_batch_key(cid, event.batch_id))
             fields = (
-                "b", event.batch_id, batch, "0", event.status, str(event.total_contacts),
+                "b", event.batch_id, "0", event.status, str(event.total_contacts),
                 iso(event.created_at), str(epoch_us(event.created_at)), str(occurred),
             )  # fmt: skip
             self.events.append(head + US.join(fields))
         else:
-            execution_id = event.execution_id
-            state = slot(_record_bucket(cid, _bucket(execution_id)))
             code = CALL_CODES[event.call_status]
             flag = "1" if event.is_follow_up else "0"
-            tail = f"r{US}{execution_id}{US}{state}{US}0{US}{code}{US}{flag}{US}{US}{US}"
+            tail = f"r{US}{_entity(event.execution_id)}{US}{code}{US}{flag}{US}{US}{US}"
             self.events.append(f"{head}{tail}{occurred}")
 
     def done(self) -> tuple[list[str], list[str]]:
         argv = [str(len(self.fences))]
         argv += [name for name, _ in self.fences]
         argv += [str(epoch) for _, epoch in self.fences]
-        # the hash of a batch a contact moves away from is this + its id (see APPLY_SLICE)
-        argv.append(_batch_key(self.campaign_id, ""))
         argv.append(EVENT_SEP.join(self.events))  # last: empty when there is nothing to apply
-        return self.keys, argv
+        return campaign_keys(self.campaign_id), argv
 
 
 def encode(part: Slice, epochs: Mapping[TopicPartition, int]) -> tuple[list[str], list[str]]:

@@ -125,10 +125,7 @@ async def test_removing_the_last_contact_removes_a_contact_only_batch(store: Sto
     log = Log(store)
     await log.apply(contact(1, 1, "btc_x", "pending"), contact(2, 1, "btc_a", "pending"))
     await log.apply(batch("btc_a", 1))
-    entities = [
-        ("c", cid, [keys.contact_state(CMP, cid), keys.batch(CMP, bid)])
-        for cid, bid in (("con_1", "btc_x"), ("con_2", "btc_a"))
-    ]
+    entities = [("c", keys.digest(cid)) for cid in ("con_1", "con_2")]
     assert await store.remove_entities(CMP, {"dialer.contacts:0": log.offset}, entities) == 2
     assert await listed(store) == ["btc_a"]
     assert not await store.client.exists(keys.batch(CMP, "btc_x"))

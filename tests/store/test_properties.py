@@ -67,11 +67,17 @@ async def deliver(store: Store, delivery: list[dict[str, Any]], rng: random.Rand
 
 
 async def snapshot(store: Store) -> dict[str, Any]:
-    """Every key of the campaign but the fence, the stats and every batch listing."""
+    """Every key of the campaign but the fence, the stats and every batch listing. Entity
+    states are taken decoded (batch ids, not the numbers given in order of first sight);
+    the buckets they are in depend only on how many entities there are."""
     client = store.client
     state: dict[str, Any] = {}
+    layout = await client.hgetall(keys.layout(CAMPAIGN))
+    state["layout"] = {k: v for k, v in layout.items() if k[:2] in ("c:", "r:")}
+    state["entities"] = await store.entity_states(CAMPAIGN)
+    buckets = (keys.contact_bucket(CAMPAIGN, 0)[:-1], keys.record_bucket(CAMPAIGN, 0)[:-1])
     async for key in client.scan_iter(match=keys.campaign_pattern(CAMPAIGN)):
-        if key == keys.fence(CAMPAIGN):
+        if key in (keys.fence(CAMPAIGN), keys.layout(CAMPAIGN)) or key.startswith(buckets):
             continue
         if await client.type(key) == "zset":
             state[key] = await client.zrange(key, 0, -1, withscores=True)

@@ -8,7 +8,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from processors.domain.events import BatchUpserted
-from processors.store import keys
 from processors.store.lua import FIELD_SEP
 from processors.store.slices import Slice, encode, epoch_us
 
@@ -34,7 +33,7 @@ def test_epoch_us_normalises_zones_and_takes_naive_times_as_utc() -> None:
     assert epoch_us(utc) == 1_777_622_400_000_001
 
 
-def test_a_batch_event_carries_its_microsecond_score_and_the_prefix_precedes_events() -> None:
+def test_a_batch_event_carries_its_microsecond_score() -> None:
     created = datetime(2026, 5, 1, 10, 0, 0, 7, tzinfo=timezone(timedelta(hours=2)))
     event = BatchUpserted(
         event_id="e", organization_id="org", campaign_id="cmp", version=1,
@@ -43,6 +42,5 @@ def test_a_batch_event_carries_its_microsecond_score_and_the_prefix_precedes_eve
     )  # fmt: skip
     _, argv = encode(Slice("cmp", [("t", 0, 5, event)]), {("t", 0): 1})
     assert argv[:3] == ["1", "t:0", "1"]
-    assert argv[3] == keys.batch("cmp", "")
-    fields = argv[4].split(FIELD_SEP)
-    assert fields[10:12] == ["2026-05-01T08:00:00.000007Z", "1777622400000007"]
+    fields = argv[3].split(FIELD_SEP)
+    assert fields[9:11] == ["2026-05-01T08:00:00.000007Z", "1777622400000007"]
