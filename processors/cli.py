@@ -268,6 +268,26 @@ def reconcile(
 
 
 @cli.command()
+def migrate(
+    campaign: Annotated[str | None, typer.Option(help="Only this campaign.")] = None,
+) -> None:
+    """Move state of the fixed 16,384-bucket layout (before growing buckets) into the
+    current one, campaign by campaign, and recount each; safe to run again, and while
+    workers run."""
+    from rich.progress import track
+
+    async def run(store: Store) -> int:
+        campaigns = [campaign] if campaign else await store.legacy_campaigns()
+        moved = 0
+        for campaign_id in track(campaigns, description="migrating", console=err):
+            moved += await store.migrate_campaign(campaign_id)
+        err.print(f"{len(campaigns)} campaign(s) migrated, {moved:,} entity states moved")
+        return moved
+
+    _with_store(_settings(), run)
+
+
+@cli.command()
 def bench(
     quick: Annotated[
         bool, typer.Option("--quick", help="A small run (under two minutes).")
