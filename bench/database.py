@@ -6,17 +6,13 @@ Redis call meanwhile, from the server's SLOWLOG and a PING probe on another conn
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
-import threading
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import redis
 
-from bench import dataset
+from bench import dataset, latency
 from bench.harness import Figure, progress
 from processors.reconcile.cli import reconcile_once
 from processors.reconcile.documents import KINDS, Kind, projection
@@ -30,8 +26,6 @@ CAMPAIGN = "cmp_db"
 BATCHES = 10
 #: Documents per insert_many.
 CHUNK = 1000
-#: Pause between two PINGs of the probe (s).
-PROBE_GAP = 0.002
 
 
 def load(url: str, contacts: int, console: Any) -> int:
@@ -89,83 +83,33 @@ def plain_cursor(url: str) -> tuple[float, int]:
         client.close()
 
 
-def probe(redis_url: str) -> None:
-    """PING from its own process and connection until stdin closes; prints the longest
-    round trip (s) and the number of PINGs."""
-    done = threading.Event()
-
-    def wait_stdin() -> None:
-        sys.stdin.read()
-        done.set()
-
-    threading.Thread(target=wait_stdin, daemon=True).start()
-    client = redis.Redis.from_url(redis_url)
-    client.ping()
-    print("ready", flush=True)
-    worst, count = 0.0, 0
-    while not done.is_set():
-        started = time.perf_counter()
-        client.ping()
-        worst = max(worst, time.perf_counter() - started)
-        count += 1
-        time.sleep(PROBE_GAP)
-    client.close()
-    print(worst, count, flush=True)
-
-
-def _name(command: str | bytes) -> str:
-    text = command.decode(errors="replace") if isinstance(command, bytes) else command
-    return text.split(" ", 1)[0].upper()
-
-
 def run(infra: EmbeddedInfra, workdir: Path, contacts: int, console: Any) -> Figure:
     """Reconciliation from the database of `contacts` contacts, as contacts/s."""
     with NxMongo(workdir / "nx-27017") as mongo:
         url = mongo.url("dialer")
         documents = load(url, contacts, console)
-        plain_before, seen = plain_cursor(url)
-        assert seen == documents, (seen, documents)
+        plain_before, read = plain_cursor(url)
+        assert read == documents, (read, documents)
 
         client = redis.Redis.from_url(infra.valkey.url, decode_responses=True)
         assert client.dbsize() == 0, "the reconcile starts from an empty Redis"
-        client.config_set("slowlog-log-slower-than", 0)
-        client.config_set("slowlog-max-len", 1_000_000)
-        client.slowlog_reset()
         settings = Settings(
             kafka_bootstrap_servers=infra.broker.bootstrap,
             redis_url=infra.valkey.url,
             reconcile_source=url,
         )
-        code = f"from bench.database import probe; probe({infra.valkey.url!r})"
-        prober = subprocess.Popen(
-            [sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        assert prober.stdin is not None and prober.stdout is not None
-        assert prober.stdout.readline().strip() == "ready"  # pinging before the run starts
-        try:
+        with latency.watch(infra.valkey.url) as redis_calls:
             started = time.perf_counter()
             report = asyncio.run(
                 reconcile_once(settings, campaign=CAMPAIGN, dry_run=False, console=None)
             )
             seconds = time.perf_counter() - started
-        finally:
-            answer, _ = prober.communicate(timeout=30)  # closes stdin: the probe stops
-        worst, count = answer.split()
-        ping_max, pings = float(worst), int(count)
-        slow = client.slowlog_get(-1)
-        client.config_set("slowlog-log-slower-than", 10_000)
-        client.config_set("slowlog-max-len", 128)
         plain_after, _ = plain_cursor(url)
 
     (campaign,) = report.campaigns
     repaired = campaign.entities_missing
     assert repaired == documents, (repaired, documents, campaign)
     assert report.events_read == documents, report.events_read
-    longest = max(slow, key=lambda e: int(e["duration"]))
-    calls = Counter(_name(e["command"]) for e in slow)
-    calls.pop("PING", None)
-    top = ", ".join(f"{n:,} {name}" for name, n in calls.most_common(3))
     rate = contacts / seconds
     plain = contacts / min(plain_before, plain_after)
     return Figure(
@@ -181,8 +125,5 @@ def run(infra: EmbeddedInfra, workdir: Path, contacts: int, console: Any) -> Fig
         f" {BATCHES} batches) read, folded and all repaired into an empty Redis in"
         f" {seconds:.2f} s (reconcile_once, lock and connections included); plain cursor"
         f" {documents / plain_before:,.0f} docs/s before, {documents / plain_after:,.0f} after"
-        f" (faster taken); longest Redis call {int(longest['duration']) / 1000:.1f} ms"
-        f" ({_name(longest['command'])}; SLOWLOG: {sum(calls.values()):,} calls besides PING,"
-        f" incl. inside scripts: {top}); max PING round trip from another connection"
-        f" {ping_max * 1000:.1f} ms over {pings:,} pings",
+        f" (faster taken); {redis_calls.describe()}",
     )

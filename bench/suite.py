@@ -16,7 +16,7 @@ import redis
 from rich.console import Console
 from rich.table import Table
 
-from bench import database, dataset, freshness, ingest, reads, streams
+from bench import database, dataset, freshness, ingest, latency, memory, reads, streams
 from bench.harness import Child, Figure, api_process
 from processors.reconcile.runner import Reconciler
 from processors.reconcile.source import KafkaLogSource
@@ -95,29 +95,14 @@ def run(*, quick: bool, console: Console) -> dict[str, Any]:
     with EmbeddedInfra(Settings(topic_partitions=6)) as infra:
         big = dataset.Campaign("cmp_big", size.big, 200)
         small = dataset.Campaign("cmp_small", 1_000, 50)
-        client = redis.Redis.from_url(infra.valkey.url)
-        before = int(client.info("memory")["used_memory"])
+        console.print("[bold]memory[/bold]: B/contact by campaign size")
+        figures += memory.figures(memory.table(infra.valkey.url, quick=quick, console=console))
+        redis.Redis.from_url(infra.valkey.url).flushall()
         console.print(
-            f"[bold]memory and reads[/bold]: {big.contacts:,} + {small.contacts:,} contacts"
+            f"[bold]reads and reconciliation[/bold]: {big.contacts:,} + {small.contacts:,} contacts"
         )
         dataset.load(infra.broker.bootstrap, infra.valkey.url, [big, small], console)
-        after = int(client.info("memory")["used_memory"])
         contacts = big.contacts + small.contacts
-        per_contact = (after - before) / contacts
-        figures.append(
-            Figure(
-                f"Redis memory per contact at {contacts:,} contacts",
-                per_contact,
-                "B",
-                None,
-                "",
-                None,
-                "<= 150 B",
-                per_contact <= 150,
-                "all state: contact and call-record state (one record per contact),"
-                " batches, indexes, counters, fences (used_memory delta)",
-            )
-        )
         with api_process(infra, workdir) as url:
             tok = token_for(infra.valkey.url, dataset.ORG)
             figures += reads.run(
@@ -138,7 +123,8 @@ def run(*, quick: bool, console: Console) -> dict[str, Any]:
             finally:
                 await store.close()
 
-        seconds = asyncio.run(reconcile())
+        with latency.watch(infra.valkey.url, slower_than_us=1000) as redis_calls:
+            seconds = asyncio.run(reconcile())
         rate = contacts / seconds
         figures.append(
             Figure(
@@ -150,7 +136,23 @@ def run(*, quick: bool, console: Console) -> dict[str, Any]:
                 rate / ingest_rate,
                 "",
                 None,
-                f"{seconds:.1f} s for {contacts * 2 + 250:,} events (contacts and call records)",
+                f"{seconds:.1f} s for {contacts * 2 + 250:,} events (contacts and call records);"
+                f" {redis_calls.describe()}",
+            )
+        )
+        figures.append(
+            Figure(
+                "reconciliation: longest Redis call",
+                redis_calls.longest_ms,
+                "ms",
+                None,
+                "",
+                None,
+                "<= 50 ms",
+                redis_calls.longest_ms <= 50,
+                f"during the full recompute of {contacts:,} contacts ({redis_calls.longest};"
+                f" SLOWLOG, calls over 1 ms); max PING from another connection"
+                f" {redis_calls.ping_max_ms:.1f} ms",
             )
         )
 
