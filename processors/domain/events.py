@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, ClassVar, Final
+from typing import Annotated, Any, ClassVar, Final
 
 import msgspec
 
@@ -126,6 +126,16 @@ def parse(raw: bytes | None, *, max_bytes: int = 64 * 1024) -> Event | Rejection
     if isinstance(outcome, Rejection):
         return outcome
     return _from_model(outcome)
+
+
+def parse_fields(fields: dict[str, Any]) -> Event | None:
+    """An event built straight from decoded fields (a database document), when they pass
+    the fast checks; None when they need `parse` of their JSON to decide or to say why."""
+    try:
+        event = msgspec.convert(fields, Event)
+    except msgspec.MsgspecError:
+        return None
+    return _normalised(event)
 
 
 def _normalised(event: Event) -> Event | None:

@@ -10,13 +10,15 @@ with its id and the reason, never folded.
 
 from __future__ import annotations
 
-import json
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
+import msgspec
+
 from processors.domain.contract import Rejection
-from processors.domain.events import Event, parse
+from processors.domain.events import Event, parse, parse_fields
 
 Kind = Literal["batches", "contacts", "call_records"]
 KINDS: Final[tuple[Kind, ...]] = ("batches", "contacts", "call_records")
@@ -76,6 +78,21 @@ def _plain(value: object) -> object:
     return str(value)
 
 
+_TIMES: Final = ("occurred_at", "created_at")
+
+
+def _aware(value: object) -> object:
+    """A naive datetime (BSON's, without a zone) is UTC."""
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def _encode(event: dict[str, Any]) -> bytes:
+    """The event as JSON (msgspec: datetimes as RFC 3339, other BSON types as text)."""
+    return msgspec.json.encode(event, enc_hook=_plain)
+
+
 def document_id(kind: Kind, doc: dict[str, Any]) -> str:
     """The entity id of a document: its id field, else `_id`."""
     value = doc.get(ID_FIELD[kind])
@@ -98,9 +115,17 @@ def to_event(
         "event_type": EVENT_TYPE[kind],
         "occurred_at": fields.get("occurred_at") or read_at,
     }
+    for name in _TIMES:
+        if name in event:
+            event[name] = _aware(event[name])
+    fast = parse_fields(event)
+    if fast is not None:
+        return fast
+    if any(isinstance(v, float) and not math.isfinite(v) for v in event.values()):
+        return InvalidDocument(kind, entity, "invalid_json", "a number is NaN or infinite")
     try:
-        raw = json.dumps(event, default=_plain).encode()
-    except (TypeError, ValueError) as exc:  # e.g. a NaN or a circular value
+        raw = _encode(event)
+    except (TypeError, ValueError, msgspec.EncodeError) as exc:  # e.g. a circular value
         return InvalidDocument(kind, entity, "invalid_json", str(exc))
     parsed = parse(raw, max_bytes=max_bytes)
     if isinstance(parsed, Rejection):

@@ -13,8 +13,10 @@ writes the database, then publishes) -- and `committed()` is the worker group's 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +25,7 @@ import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from pymongo import ASCENDING, AsyncMongoClient
+from pymongo.asynchronous.cursor import AsyncCursor
 
 from processors.domain.events import Event, entity_id
 from processors.reconcile.documents import KINDS, InvalidDocument, Kind, projection, to_event
@@ -53,6 +56,32 @@ class _FakeRecord:
     offset: int
     key: bytes | None
     value: bytes | None
+
+
+async def prefetched(cursor: AsyncCursor[dict[str, Any]]) -> AsyncIterator[list[dict[str, Any]]]:
+    """The cursor's documents batch by batch, the next batch asked for before the current one
+    is handed over: the database prepares it while the caller converts this one."""
+    queue: asyncio.Queue[list[dict[str, Any]] | BaseException | None] = asyncio.Queue(2)
+
+    async def pump() -> None:
+        try:
+            while docs := await cursor.to_list(CURSOR_BATCH):
+                await queue.put(docs)
+            await queue.put(None)
+        except Exception as exc:  # handed to the reader, raised there
+            await queue.put(exc)
+
+    task = asyncio.create_task(pump())
+    try:
+        while (item := await queue.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
+        await cursor.close()
 
 
 class MongoSource:
@@ -103,13 +132,14 @@ class MongoSource:
             cursor = self.database[self.collections[kind]].find(
                 {"campaign_id": campaign_id}, projection(kind), batch_size=CURSOR_BATCH
             )
-            async for doc in cursor:
-                out.read += 1
-                event = to_event(kind, doc, read_at=read_at, max_bytes=max_bytes)
-                if isinstance(event, InvalidDocument):
-                    out.invalid.append(event)
-                else:
-                    out.events.append(event)
+            async for docs in prefetched(cursor):
+                out.read += len(docs)
+                for doc in docs:
+                    event = to_event(kind, doc, read_at=read_at, max_bytes=max_bytes)
+                    if isinstance(event, InvalidDocument):
+                        out.invalid.append(event)
+                    else:
+                        out.events.append(event)
         return out
 
     async def read(

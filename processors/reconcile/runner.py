@@ -70,6 +70,8 @@ from processors.store.slices import encode_repair
 log = logging.getLogger(__name__)
 
 REPAIR_CHUNK = 1000
+#: Up to this many entities behind are read again one by one (LOOKUP); more, by bucket.
+RECHECK_BY_LOOKUP = 2000
 #: RECOUNT's scope of a batch hash rewritten from millisecond to microsecond scores
 MIGRATED = "migrated"
 #: How long a run waits for the worker to apply what the source read, and how often it looks.
@@ -685,13 +687,19 @@ class Reconciler:
     async def _recheck(self, campaign_id: str, snap: Snapshot, todo: Plan) -> Plan:
         """Read the entities found behind again (the snapshot is updated): those the worker
         applied meanwhile are no longer behind."""
-        for stored, kind, items in (
-            (snap.contacts, "c", todo.contacts),
-            (snap.records, "r", todo.records),
-        ):
-            digests = [digest(i) for i, _ in items]
-            values = await self.store.lookup(campaign_id, kind, digests)
-            stored.update((d, v) for d, v in zip(digests, values, strict=True) if v is not None)
+        if len(todo.contacts) + len(todo.records) > RECHECK_BY_LOOKUP:
+            # most of the campaign: reading its buckets again is cheaper than looking up
+            contacts, records = await self.store.entity_states(campaign_id)
+            snap.contacts.update(contacts)
+            snap.records.update(records)
+        else:
+            for stored, kind, items in (
+                (snap.contacts, "c", todo.contacts),
+                (snap.records, "r", todo.records),
+            ):
+                digests = [digest(i) for i, _ in items]
+                values = await self.store.lookup(campaign_id, kind, digests)
+                stored.update((d, v) for d, v in zip(digests, values, strict=True) if v is not None)
         rows = await self.store.hashes([keys.batch(campaign_id, bid) for bid, _ in todo.batches])
         snap.batches.update((bid, row) for (bid, _), row in zip(todo.batches, rows, strict=True))
         return Plan(
