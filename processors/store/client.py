@@ -23,6 +23,7 @@ from processors.store.lua import (
     APPLY_SLICE,
     LOOKUP,
     MIGRATE_STATES,
+    RECOUNT_BATCHES,
     RECOUNT_BEGIN,
     RECOUNT_END,
     RECOUNT_STEP,
@@ -62,6 +63,8 @@ LAG_TTL_SECONDS = 30.0
 #: how long an abandoned recount's shadow outlives its last call.
 RECOUNT_BUDGET = 4_000
 RECOUNT_TTL_MS = 60_000
+#: Batches one RECOUNT_BATCHES call compares at most.
+RECOUNT_BATCH_CHUNK = 200
 
 #: A stuck-partition report older than this is from a worker that died or moved on.
 STUCK_TTL_SECONDS = 30.0
@@ -70,6 +73,23 @@ STUCK_TTL_SECONDS = 30.0
 def token_hash(token: str) -> str:
     """Tokens are stored as their SHA-256 only."""
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _index_adjustments(quads: list[str]) -> dict[str, int]:
+    """How the status indexes' sizes would change by the index drift a dry RECOUNT_BATCHES
+    reported: an entry absent that should be present, or the reverse; a batch that would
+    go (known only from contacts none names) leaves its status's index."""
+    adjust: dict[str, int] = {}
+    for n in range(0, len(quads), 4):
+        scope, field, found, expected = quads[n : n + 4]
+        if scope.startswith("index:") and field != "all":
+            if (found, expected) == ("absent", "present"):
+                adjust[field] = adjust.get(field, 0) + 1
+            elif (found, expected) == ("present", "absent"):
+                adjust[field] = adjust.get(field, 0) - 1
+        elif field == "s" and expected == "" and found:
+            adjust[found] = adjust.get(found, 0) - 1
+    return adjust
 
 
 class Store:
@@ -339,29 +359,78 @@ class Store:
         census: bool = False,
         budget: int = RECOUNT_BUDGET,
     ) -> list[str]:
-        """A chunked recount (RECOUNT_BEGIN / STEP / END): flat drift quadruples.
+        """A chunked recount (RECOUNT_BEGIN, STEPs, RECOUNT_BATCHES, RECOUNT_END): flat
+        drift quadruples.
 
-        Each call reads at most `budget` entities, so Redis answers others in between;
-        what the worker changes meanwhile is mirrored into the recount's shadow, so the
-        comparison at the end is exact at that instant. `batch_ids` are checked besides
-        those indexed or named by a contact. With `census`, every counter of the stats
-        and of the batches is reported, equal to what the entity state implies or not."""
+        Each call reads at most `budget` entities or RECOUNT_BATCH_CHUNK batches, so Redis
+        answers others in between; what the worker changes meanwhile is mirrored into the
+        recount's shadow, so each comparison is exact at the instant of its call. `batch_ids`
+        are checked besides those indexed or named by a contact. With `census`, every
+        counter checked is reported, equal to what the entity state implies or not. Waits
+        while another recount of the campaign runs."""
         call_keys = campaign_keys(campaign_id)
         ttl = str(RECOUNT_TTL_MS)
         mode = str(int(dry_run) + 2 * int(census))
+        deadline = asyncio.get_running_loop().time() + 2 * RECOUNT_TTL_MS / 1000
         for _ in range(5):
             token = secrets.token_hex(8)
-            await self.run_script(RECOUNT_BEGIN, call_keys, [token, ttl])
-            while (step := int(await self.run_script(
-                RECOUNT_STEP, call_keys, [token, str(budget), ttl]
-            ))) == 0:  # fmt: skip
-                pass
-            if step < 0:
-                continue  # replaced or expired: begin again
-            out = await self.run_script(RECOUNT_END, call_keys, [token, mode, *batch_ids])
-            if int(out[0]) == 0:
-                return [str(item) for item in out[1:]]
+            while not int(await self.run_script(RECOUNT_BEGIN, call_keys, [token, ttl])):
+                if asyncio.get_running_loop().time() > deadline:
+                    raise StoreUnavailable(f"another recount of {campaign_id} keeps running")
+                await asyncio.sleep(0.2)
+            step = 0
+            while step == 0:
+                argv = [token, str(budget), ttl]
+                step = int(await self.run_script(RECOUNT_STEP, call_keys, argv))
+            if step > 0:
+                quads = await self._compare(campaign_id, token, mode, batch_ids, dry_run)
+                if quads is not None:
+                    return quads
         raise StoreUnavailable(f"the recount of {campaign_id} kept being interrupted")
+
+    async def _compare(
+        self, campaign_id: str, token: str, mode: str, batch_ids: Iterable[str], dry_run: bool
+    ) -> list[str] | None:
+        """The comparing calls of a recount whose buckets are all counted; None when the
+        recount is gone (expired, or the campaign's shadow was deleted)."""
+        call_keys = campaign_keys(campaign_id)
+        stats_names: list[str] = []
+        batch_names: dict[str, list[str]] = {}
+        async for name, _ in self.client.hscan_iter(keys.shadow(campaign_id), count=1000):
+            name = cast(str, name)
+            number, sep, field = name.partition(">")
+            if sep:
+                batch_names.setdefault(number, []).append(field)
+            elif name not in ("tok", "c", "r"):
+                stats_names.append(name)
+        numbers = list(batch_names)
+        named: list[str | None] = []
+        if numbers:
+            layout = keys.layout(campaign_id)
+            named = cast(
+                list[str | None], await self.client.hmget(layout, [f"#{n}" for n in numbers])
+            )
+        fields_of = {b: batch_names[n] for n, b in zip(numbers, named, strict=True) if b}
+        ids = set(batch_ids) | set(fields_of) | set(await self.batch_ids(campaign_id))
+        out: list[str] = []
+        ordered = sorted(ids)
+        for start in range(0, len(ordered), RECOUNT_BATCH_CHUNK):
+            argv = [token, mode, str(RECOUNT_TTL_MS)]
+            for batch_id in ordered[start : start + RECOUNT_BATCH_CHUNK]:
+                names = fields_of.get(batch_id, [])
+                argv += [batch_id, str(len(names)), *names]
+            answer = await self.run_script(RECOUNT_BATCHES, call_keys, argv)
+            if int(answer[0]) < 0:
+                return None
+            out += [str(item) for item in answer[1:]]
+        adjust = _index_adjustments(out) if dry_run else {}
+        argv = [token, mode, str(len(adjust))]
+        for status, by in adjust.items():
+            argv += [status, str(by)]
+        answer = await self.run_script(RECOUNT_END, call_keys, [*argv, *stats_names])
+        if int(answer[0]) < 0:
+            return None
+        return out + [str(item) for item in answer[1:]]
 
     # -- entity state (reconciliation, migration) ----------------------------------------
 
@@ -387,7 +456,9 @@ class Store:
         contact's with its batch id (`version|code|retry|batch_id`, see `unpack_contact`).
 
         Bucket by bucket, not atomically: an entity moved by a split meanwhile may be
-        missed (reconciliation reads those it misses again, by LOOKUP)."""
+        missed. Reconciliation reads what it finds behind again once the worker has caught
+        up; otherwise such an entity counts as in flight, and a repair run re-applies it by
+        version (stale, so nothing changes)."""
         found: list[dict[str, str]] = []
         for kind, bucket in (("c", keys.contact_bucket), ("r", keys.record_bucket)):
             level, split = await self.bucket_layout(campaign_id, kind)
@@ -425,8 +496,9 @@ class Store:
         return values
 
     async def legacy_campaigns(self) -> list[str]:
-        """Campaigns with state in the fixed 16,384-bucket layout of plain ids."""
-        found: set[str] = set()
+        """Campaigns with state in the fixed 16,384-bucket layout of plain ids, or whose
+        migration stopped before its recount."""
+        found = set(cast(set[str], await self.client.smembers(keys.MIGRATING)))
         for part in (keys.LEGACY_CONTACT_PART, keys.LEGACY_RECORD_PART):
             async for key in self.client.scan_iter(
                 match=f"{keys.PREFIX}:{{*}}:{part}*", count=1000
@@ -438,24 +510,29 @@ class Store:
 
     async def migrate_campaign(self, campaign_id: str) -> int:
         """Move a campaign's states from the fixed layout into growing buckets, bucket by
-        bucket (each atomically), then recount its counters; returns the states moved.
+        bucket (each atomically; the old buckets read in pipelined chunks), then recount its
+        counters; returns the states moved. The campaign is listed in `keys.MIGRATING` until
+        the recount is done, so an interrupted migration is found again.
 
         Safe while workers of the new layout run: a state they applied in the meantime is
         kept when its version is the same or newer, and the recount corrects the counters
         of an entity both layouts held for a while."""
         moved = 0
+        await self.client.sadd(keys.MIGRATING, campaign_id)  # until its recount is done
         for kind in ("c", "r"):
-            for number in range(keys.LEGACY_BUCKETS):
-                old = keys.legacy_bucket(campaign_id, kind, number)
-                row = cast(dict[str, str], await self.client.hgetall(old))
-                if not row:
-                    continue
-                argv = [kind]
-                for entity_id, packed in row.items():
-                    argv += [keys.digest(entity_id), entity_id, packed]
-                call_keys = [*campaign_keys(campaign_id), old]
-                moved += int(await self.run_script(MIGRATE_STATES, call_keys, argv))
+            for start in range(0, keys.LEGACY_BUCKETS, 1024):
+                numbers = range(start, min(start + 1024, keys.LEGACY_BUCKETS))
+                names = [keys.legacy_bucket(campaign_id, kind, n) for n in numbers]
+                for old, row in zip(names, await self.hashes(names), strict=True):
+                    if not row:
+                        continue
+                    argv = [kind]
+                    for entity_id, packed in row.items():
+                        argv += [keys.digest(entity_id), entity_id, packed]
+                    call_keys = [*campaign_keys(campaign_id), old]
+                    moved += int(await self.run_script(MIGRATE_STATES, call_keys, argv))
         await self.recount(campaign_id, dry_run=False)
+        await self.client.srem(keys.MIGRATING, campaign_id)
         return moved
 
     # -- tokens --------------------------------------------------------------------------

@@ -145,6 +145,8 @@ CAMPAIGNS: Final = f"{PREFIX}:campaigns"
 LAG: Final = f"{PREFIX}:lag"
 # hash: topic:partition -> JSON of why the partition is stuck, written by workers (Store.stuck)
 STUCK: Final = f"{PREFIX}:stuck"
+# set: campaigns `dialer-stats migrate` has started to move and not yet recounted
+MIGRATING: Final = f"{PREFIX}:migrating"
 
 
 def org_campaigns(organization_id: str) -> str:

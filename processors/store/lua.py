@@ -381,10 +381,14 @@ local left = {}
 local function apply_contact(digest, h, ver, ver_s, code, retry, batch_id)
   local skey, t, mirror = locate('c', tonumber(h))
   local cur = redis.call('HGET', skey, digest)
+  local v, c, r, old_bn
+  if cur then
+    v, c, r, old_bn = parse_contact(cur)
+    if ver <= tonumber(v) then return 2 end
+  end
+  -- numbered only now: a stale event naming an unknown batch leaves no number behind
   local bn, bkey = batch_number(batch_id), BATCH_PREFIX .. batch_id
   if cur then
-    local v, c, r, old_bn = parse_contact(cur)
-    if ver <= tonumber(v) then return 2 end
     if old_bn == bn then
       contact_delta(bn, bkey, c, r, -1, mirror)
     else
@@ -628,12 +632,12 @@ return moved
 # Each call reads a bounded number of entities, so Redis serves others between them; the
 # worker's changes meanwhile are mirrored into the shadow (see the module's docstring).
 #
-# RECOUNT_BEGIN  ARGV: token, shadow expiry in ms. Starts a recount (a running one, if any,
-#                is replaced: its next call answers -1). Returns 1.
+# RECOUNT_BEGIN  ARGV: token, shadow expiry in ms. Starts a recount; returns 1, or 0 while
+#                another one runs (its shadow lives until it ends or expires: wait).
 RECOUNT_BEGIN: Final = (
     _PRELUDE
     + """
-redis.call('DEL', SHADOW)
+if redis.call('EXISTS', SHADOW) == 1 then return 0 end
 redis.call('HSET', SHADOW, 'tok', ARGV[1], 'c', 0, 'r', 0)
 redis.call('PEXPIRE', SHADOW, ARGV[2])
 return 1
@@ -677,56 +681,26 @@ return done and 1 or 0
 """
 )
 
-# RECOUNT_END: compare every counter and index of the campaign with what the counted entity
-# state implies, correct what differs (unless a dry run) and end the recount.
+# Comparing, after the last step: RECOUNT_BATCHES for the batches, a bounded number per
+# call, then RECOUNT_END for the campaign's stats. The shadow stays live until RECOUNT_END
+# (every change is mirrored into it once all buckets are counted), so each comparison is
+# exact at the instant of its own call. The caller names the counter fields the shadow
+# holds (from an HSCAN of it); each call also takes every counter field the hash itself
+# holds: a field the shadow gained after the scan was mirrored from a change that wrote
+# the counter too.
 #
 # ARGV[1]     token
 # ARGV[2]     '0' correct, '1' dry run (report only); '2' and '3' the same, and report
-#             every counter of the stats and of the batches checked, equal or not (a
-#             census: counters and the state they should follow, read at one atomic cut)
-# ARGV[3..]   more batch ids to check besides those indexed or named by a contact
+#             every counter checked, equal or not (a census)
 # Returns     {status, drift...}: status 0 done, -1 the recount is gone (begin again);
 #             drift as flat quadruples scope ('stats' | batch id | 'index:' .. batch id),
 #             field, found, expected. A counter missing from its hash is found 0 (a census
 #             leaves out counters absent and expected 0).
-#             A batch known only from contacts that no contact names is deleted (reported
-#             as its `s` found, '' expected), as APPLY_SLICE would have left it. A batch
-#             hash of the millisecond layout (`cms`) is rewritten (migrate_score) and
-#             reported as ('migrated', batch id, cms, created_us), not as drift; a dry run
-#             reports it alone and takes the index's millisecond score for a right one.
-RECOUNT_END: Final = (
-    _PRELUDE
-    + _COUNT_BUCKETS
-    + """
+_COMPARE: Final = """
 if redis.call('HGET', SHADOW, 'tok') ~= ARGV[1] then return {-1} end
 count_buckets(1e15)  -- buckets split off since the last step
 local dry = ARGV[2] == '1' or ARGV[2] == '3'
 local census = ARGV[2] == '2' or ARGV[2] == '3'
-
-local expected, per_batch, batch_key = {}, {}, {}
-local counted = redis.call('HGETALL', SHADOW)
-redis.call('DEL', SHADOW)
-for j = 1, #counted, 2 do
-  local field, value = counted[j], tonumber(counted[j + 1])
-  local bn, name = string.match(field, '^(%d+)>(.*)$')
-  if bn then
-    local batch_id = batch_id_of(bn)
-    if batch_id then
-      per_batch[batch_id] = per_batch[batch_id] or {}
-      per_batch[batch_id][name] = value
-    end
-  elseif field ~= 'tok' and field ~= 'c' and field ~= 'r' then
-    expected[field] = value
-  end
-end
-for batch_id in pairs(per_batch) do batch_key[batch_id] = BATCH_PREFIX .. batch_id end
-for _, batch_id in ipairs(redis.call('ZRANGE', BIDX, 0, -1)) do
-  batch_key[batch_id] = BATCH_PREFIX .. batch_id
-end
-for i = 3, #ARGV do batch_key[ARGV[i]] = BATCH_PREFIX .. ARGV[i] end
-for batch_id in pairs(batch_key) do per_batch[batch_id] = per_batch[batch_id] or {} end
-local function inc(t, f) t[f] = (t[f] or 0) + 1 end
-
 local out = {0}
 local fixes = 0
 local function report(scope, field, found, want)
@@ -740,22 +714,71 @@ local function drift(scope, field, found, want)
   report(scope, field, found, want)
 end
 
+-- Compare the counter fields of `key` with the shadow's (`prefix` .. field there); `names`
+-- are the shadow's fields for it from the caller's scan.
+local function reconcile_hash(key, scope, prefix, names, is_counter)
+  local flat = redis.call('HGETALL', key)
+  local found, fields = {}, {}
+  for j = 1, #flat, 2 do
+    if is_counter(flat[j]) then
+      found[flat[j]] = flat[j + 1]
+      fields[#fields + 1] = flat[j]
+    end
+  end
+  for _, name in ipairs(names) do
+    if not found[name] then fields[#fields + 1] = name end
+  end
+  if #fields == 0 then return end
+  local shadow_names = {}
+  for i, name in ipairs(fields) do shadow_names[i] = prefix .. name end
+  local want = redis.call('HMGET', SHADOW, unpack(shadow_names))
+  for i, field in ipairs(fields) do
+    local e = tonumber(want[i] or '0')
+    local f = found[field]
+    if tonumber(f or '0') ~= e then
+      drift(scope, field, f or 0, e)
+      if not dry then
+        if e == 0 then redis.call('HDEL', key, field) else redis.call('HSET', key, field, e) end
+      end
+    elseif census and f then
+      report(scope, field, f, e)
+    end
+  end
+end
+"""
+
+# RECOUNT_BATCHES: batch metadata, indexes and counters of some batches.
+#
+# ARGV[3]     shadow expiry in ms
+# ARGV[4..]   per batch: its id, the number k of shadow fields named, then those k names
+#             A batch with contacts but no hash is known only from them (made pending); one
+#             known only from contacts that none names any more is gone (reported as its
+#             `s` found, '' expected), as APPLY_SLICE would have left it. A batch hash of
+#             the millisecond layout (`cms`) is rewritten (migrate_score) and reported as
+#             ('migrated', batch id, cms, created_us), not as drift; a dry run reports it
+#             alone and takes the index's millisecond score for a right one.
+RECOUNT_BATCHES: Final = (
+    _PRELUDE
+    + _COUNT_BUCKETS
+    + _COMPARE
+    + """
 local function same_score(at, score)
   return at and score and (tostring(at) == tostring(score) or tonumber(at) == tonumber(score))
 end
-
-local function drop_batch(batch_id, key, s)
-  drift(batch_id, 's', s, '')
-  batch_key[batch_id] = nil
-  if dry then return end
-  redis.call('DEL', key)
-  redis.call('ZREM', BIDX, batch_id)
-  for _, slot in pairs(BIDX_BY_STATUS) do redis.call('ZREM', KEYS[slot], batch_id) end
+local function batch_counter(field)
+  return field == 'known' or string.find(field, '^contacts:') or string.find(field, '^retry:')
 end
 
--- batch metadata and indexes; a batch with contacts but no hash is known only from them,
--- and one known only from contacts that none names any more is gone
-for batch_id, key in pairs(batch_key) do
+local i = 4
+while i <= #ARGV do
+  local batch_id, k = ARGV[i], tonumber(ARGV[i + 1])
+  local names = {}
+  for j = 1, k do names[j] = ARGV[i + 1 + j] end
+  i = i + 2 + k
+  local key = BATCH_PREFIX .. batch_id
+  local n = redis.call('HGET', LAYOUT, 'b:' .. batch_id)
+  local prefix = (n or 'none') .. '>'
+  local named = n and tonumber(redis.call('HGET', SHADOW, prefix .. 'known') or '0') > 0
   local meta = redis.call('HMGET', key, 's', 'v', 'created_us', 'cms')
   local s = meta[1]
   local score, legacy = meta[3], nil
@@ -764,20 +787,25 @@ for batch_id, key in pairs(batch_key) do
   elseif meta[4] then
     legacy = meta[4]
     score = legacy .. '000'
-    drift('migrated', batch_id, legacy, score)
+    report('migrated', batch_id, legacy, score)
     if not dry then migrate_score(key, batch_id, s, legacy) end
   end
-  local named = (per_batch[batch_id]['known'] or 0) > 0
+  local gone = false
   if not s and named then
     s, score = 'pending', '+inf'
     drift(batch_id, 's', '', 'pending')
     if not dry then redis.call('HSET', key, 's', 'pending', 'v', 0) end
   elseif s and not named and tonumber(meta[2] or '0') == 0 then
-    drop_batch(batch_id, key, s)
+    drift(batch_id, 's', s, '')
+    gone = true
+    if not dry then
+      redis.call('DEL', key)
+      redis.call('ZREM', BIDX, batch_id)
+      for _, slot in pairs(BIDX_BY_STATUS) do redis.call('ZREM', KEYS[slot], batch_id) end
+    end
     s = nil
   end
   if s then
-    inc(expected, 'batches:' .. s)
     score = score or '+inf'
     local at = redis.call('ZSCORE', BIDX, batch_id)
     if not (same_score(at, score) or same_score(at, legacy)) then
@@ -798,46 +826,63 @@ for batch_id, key in pairs(batch_key) do
       end
     end
   end
+  if not gone then reconcile_hash(key, batch_id, prefix, names, batch_counter) end
 end
+redis.call('PEXPIRE', SHADOW, ARGV[3])
+if fixes > 0 and not dry then redis.call('HINCRBY', STATS, 'rev', 1) end
+return out
+"""
+)
 
-local function reconcile_hash(key, scope, want, is_counter)
-  local flat = redis.call('HGETALL', key)
-  local seen = {}
-  for j = 1, #flat, 2 do
-    local field = flat[j]
-    if is_counter(field) then
-      seen[field] = true
-      local e = want[field] or 0
-      if tonumber(flat[j + 1]) ~= e then
-        drift(scope, field, flat[j + 1], e)
-        if not dry then
-          if e == 0 then redis.call('HDEL', key, field) else redis.call('HSET', key, field, e) end
-        end
-      elseif census then
-        report(scope, field, flat[j + 1], e)
-      end
-    end
-  end
-  for field, e in pairs(want) do
-    if not seen[field] and e ~= 0 then
-      drift(scope, field, 0, e)
-      if not dry then redis.call('HSET', key, field, e) end
-    end
-  end
-end
-
+# RECOUNT_END: the campaign's stats counters (after RECOUNT_BATCHES of every batch), and
+# the end of the recount. `batches:<status>` should be the size of that status's index.
+#
+# ARGV[3]     number A of index adjustments, then A pairs: status, adjustment -- in a dry
+#             run, what the RECOUNT_BATCHES calls would have changed in that status's index
+#             (they changed nothing), so that index drift is not also counter drift
+# then        the shadow's campaign-level field names (from the caller's scan)
+RECOUNT_END: Final = (
+    _PRELUDE
+    + _COUNT_BUCKETS
+    + _COMPARE
+    + """
 local function stats_counter(field)
   return field == 'contacts' or string.find(field, '^contacts:') or string.find(field, '^retry:')
-    or string.find(field, '^calls:') or string.find(field, '^batches:')
+    or string.find(field, '^calls:')
 end
-local function batch_counter(field)
-  return field == 'known' or string.find(field, '^contacts:') or string.find(field, '^retry:')
+local adjust = {}
+local na = tonumber(ARGV[3])
+for i = 0, na - 1 do adjust[ARGV[4 + 2 * i]] = tonumber(ARGV[5 + 2 * i]) end
+local names = {}
+for i = 4 + 2 * na, #ARGV do names[#names + 1] = ARGV[i] end
+reconcile_hash(STATS, 'stats', '', names, stats_counter)
+local counts = redis.call('HGETALL', STATS)
+local batches = {}
+for j = 1, #counts, 2 do
+  if string.find(counts[j], '^batches:') then batches[counts[j]] = counts[j + 1] end
 end
-
-reconcile_hash(STATS, 'stats', expected, stats_counter)
-for batch_id, key in pairs(batch_key) do
-  reconcile_hash(key, batch_id, per_batch[batch_id], batch_counter)
+for status, slot in pairs(BIDX_BY_STATUS) do
+  local field = 'batches:' .. status
+  local want, f = redis.call('ZCARD', KEYS[slot]) + (adjust[status] or 0), batches[field]
+  batches[field] = nil
+  if tonumber(f or '0') ~= want then
+    drift('stats', field, f or 0, want)
+    if not dry then
+      if want == 0 then
+        redis.call('HDEL', STATS, field)
+      else
+        redis.call('HSET', STATS, field, want)
+      end
+    end
+  elseif census and f then
+    report('stats', field, f, want)
+  end
 end
+for field, f in pairs(batches) do  -- a status that does not exist
+  drift('stats', field, f, 0)
+  if not dry then redis.call('HDEL', STATS, field) end
+end
+redis.call('DEL', SHADOW)
 if fixes > 0 and not dry then redis.call('HINCRBY', STATS, 'rev', 1) end
 return out
 """

@@ -34,7 +34,6 @@ from processors.store.lua import (
     CALL_CODES,
     CONTACT_CODES,
     RECOUNT_BEGIN,
-    RECOUNT_END,
     RECOUNT_STEP,
     STALE,
     campaign_keys,
@@ -195,9 +194,9 @@ async def test_a_chunked_recount_is_exact_while_the_worker_applies_and_splits(
     await deliver_rest(store, later, offset)
     assert behind_cursor > 0
     await store.client.hincrby(keys.stats(CMP), "contacts:pending", 5)  # a hand edit
-    out = await store.run_script(RECOUNT_END, call_keys, ["t1", "1"])
-    assert int(out[0]) == 0
-    quads = [out[i : i + 4] for i in range(1, len(out), 4)]
+    out = await store._compare(CMP, "t1", "1", [], dry_run=True)
+    assert out is not None
+    quads = [out[i : i + 4] for i in range(0, len(out), 4)]
     assert len(quads) == 1
     scope, field, found, want = quads[0]
     assert (scope, field) == ("stats", "contacts:pending")
@@ -217,13 +216,38 @@ async def deliver_rest(store: Store, rest: list[dict[str, Any]], offset: int) ->
         await apply_events(store, log)
 
 
-async def test_a_recount_replaced_by_another_is_told_so(store: Store) -> None:
-    await deliver(store, stream(random.Random(2), 50, 10), random.Random(2))
+async def test_a_recount_waits_for_a_running_one_and_an_expired_one_is_told_so(
+    store: Store,
+) -> None:
+    await deliver(store, stream(random.Random(2), 300, 100), random.Random(2))
     call_keys = campaign_keys(CMP)
-    await store.run_script(RECOUNT_BEGIN, call_keys, ["old", "60000"])
-    await store.run_script(RECOUNT_BEGIN, call_keys, ["new", "60000"])
+    assert await store.run_script(RECOUNT_BEGIN, call_keys, ["old", "60000"]) == 1
+    assert await store.run_script(RECOUNT_BEGIN, call_keys, ["new", "60000"]) == 0
+    await store.client.delete(keys.shadow(CMP))  # as if it expired
     assert int(await store.run_script(RECOUNT_STEP, call_keys, ["old", "10", "60000"])) == -1
-    assert (await store.run_script(RECOUNT_END, call_keys, ["old", "1"]))[0] == -1
+    assert await store._compare(CMP, "old", "1", [], dry_run=True) is None
+    # two at once: the second waits for the first, both exact
+    both = await asyncio.gather(
+        store.recount(CMP, dry_run=True, budget=20), store.recount(CMP, dry_run=False, budget=20)
+    )
+    assert both == [[], []]
+
+
+async def test_a_recount_of_many_batches_compares_them_a_chunk_at_a_time(store: Store) -> None:
+    """More batches than one call compares: drift in any of them is found, and an index
+    entry missing is index drift only, in the dry run as in the correcting one."""
+    events = [event("batch", b, 1) for b in range(450)]
+    events += [{**event("contact", i, 1), "batch_id": f"btc_{i % 450}"} for i in range(1800)]
+    await deliver(store, events, random.Random(4))
+    assert await store.recount(CMP, dry_run=True) == []
+    client = store.client
+    await client.hincrby(keys.batch(CMP, "btc_321"), "known", 2)
+    status = await client.hget(keys.batch(CMP, "btc_17"), "s")
+    await client.zrem(keys.batch_index(CMP, status), "btc_17")
+    expected = {("btc_321", "known", "6", "4"), ("index:btc_17", status, "absent", "present")}
+    for dry_run in (True, False):
+        out = await store.recount(CMP, dry_run=dry_run, budget=500)
+        assert {tuple(out[i : i + 4]) for i in range(0, len(out), 4)} == expected
     assert await store.recount(CMP, dry_run=True) == []
 
 
@@ -276,8 +300,19 @@ async def test_a_campaign_of_the_fixed_layout_is_migrated_without_loss(store: St
     model = model_of(events)
 
     assert await store.legacy_campaigns() == [CMP]
-    moved = await store.migrate_campaign(CMP)
-    assert moved == len(model.contacts) + len(model.records) - 1  # con_3's newer state kept
+    # interrupted after moving every state, before its recount: found again, finished
+    real_recount = store.recount
+
+    async def interrupted(*args: Any, **kwargs: Any) -> list[str]:
+        raise ConnectionError("the migrating process died")
+
+    store.recount = interrupted  # type: ignore[method-assign]
+    with pytest.raises(ConnectionError):
+        await store.migrate_campaign(CMP)
+    store.recount = real_recount  # type: ignore[method-assign]
+    assert await store.legacy_campaigns() == [CMP]
+    assert await store.migrate_campaign(CMP) == 0  # nothing left to move; recounted
+
     assert await store.legacy_campaigns() == []
     assert not [
         k async for k in store.client.scan_iter(match=keys.legacy_bucket(CMP, "c", 0)[:-1] + "*")
