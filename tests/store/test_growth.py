@@ -364,3 +364,16 @@ def test_dialer_stats_migrate_moves_every_legacy_campaign(
     assert stats == Expected(events).stats(CMP)
     again = CliRunner().invoke(cli, ["migrate"])
     assert again.exit_code == 0 and "0 campaign(s) migrated" in again.output
+
+
+async def test_a_stale_event_naming_an_unknown_batch_leaves_no_batch_number(
+    store: Store,
+) -> None:
+    newer = {**event("contact", 1, 2), "batch_id": "btc_a"}
+    stale = {**event("contact", 1, 1), "batch_id": "btc_never_applied"}
+    await apply_events(store, [("dialer.contacts", 0, 0, parsed(newer))])
+    [codes] = await apply_events(store, [("dialer.contacts", 0, 1, parsed(stale))])
+    assert codes == [STALE]
+    numbers = await store.client.hgetall(keys.layout(CMP))
+    assert "b:btc_a" in numbers
+    assert "b:btc_never_applied" not in numbers
