@@ -25,6 +25,9 @@ IN_FLIGHT_STATUSES: Final = ("dispatched", "in_progress", "retrying", "followup_
 EVENT_TYPES: Final = ("batch.upserted", "contact.status_changed", "call_record.completed")
 
 MAX_VERSION: Final = 2**53  # counters and versions stay exact in Lua's doubles
+#: A call's duration_seconds at most (about 31 years): talk time sums in milliseconds stay
+#: exact in Lua's doubles.
+MAX_SECONDS: Final = 10**9
 
 #: The instants `occurred_at` and `created_at` may name: EARLIEST <= t < LATEST (a naive time
 #: is taken as UTC). A batch's index score is its `created_at` in microseconds since the

@@ -24,6 +24,7 @@ from processors.domain.contract import (
     CALL_STATUSES,
     CONTACT_STATUSES,
     ID_PATTERN,
+    MAX_SECONDS,
     MAX_VERSION,
     Rejection,
     in_time_range,
@@ -35,7 +36,7 @@ EntityId = Annotated[str, msgspec.Meta(pattern=ID_PATTERN)]
 EventId = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 Count = Annotated[int, msgspec.Meta(ge=0, le=MAX_VERSION)]
 Version = Annotated[int, msgspec.Meta(ge=1, le=MAX_VERSION)]
-Seconds = Annotated[float, msgspec.Meta(ge=0)]
+Seconds = Annotated[float, msgspec.Meta(ge=0, le=MAX_SECONDS)]
 
 
 class _Common(msgspec.Struct, frozen=True, kw_only=True, tag_field="event_type"):

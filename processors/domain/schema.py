@@ -25,6 +25,7 @@ from pydantic_core import PydanticCustomError
 from processors.domain.contract import (
     EVENT_TYPES,
     ID_PATTERN,
+    MAX_SECONDS,
     MAX_VERSION,
     TIME_RANGE_MESSAGE,
     Rejection,
@@ -113,7 +114,9 @@ class CallRecordCompleted(_EventBase):
     call_status: CallStatus
     is_follow_up: bool
     retry_index: Count
-    duration_seconds: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    duration_seconds: Annotated[float, Field(ge=0, le=MAX_SECONDS, allow_inf_nan=False)] | None = (
+        None
+    )
 
 
 EventModel = BatchUpserted | ContactStatusChanged | CallRecordCompleted

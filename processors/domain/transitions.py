@@ -14,7 +14,7 @@ from datetime import datetime
 
 from processors.domain.events import BatchUpserted, ContactStatusChanged, Event
 from processors.store.lua import APPLIED, STALE, TENANT_MISMATCH
-from processors.store.slices import epoch_us, iso
+from processors.store.slices import epoch_ms, epoch_us, iso, talk_ms
 
 
 @dataclass(slots=True)
@@ -30,6 +30,8 @@ class RecordState:
     version: int
     status: str
     follow_up: bool
+    minute: int | None = None  # of occurred_at, since the epoch (None: stored before series)
+    talk_ms: int = 0  # duration in milliseconds
 
 
 @dataclass(slots=True)
@@ -73,7 +75,11 @@ def apply(state: CampaignState, event: Event) -> int:
     if record is not None and event.version <= record.version:
         return STALE
     state.records[event.execution_id] = RecordState(
-        event.version, event.call_status, event.is_follow_up
+        event.version,
+        event.call_status,
+        event.is_follow_up,
+        epoch_ms(event.occurred_at) // 60_000,
+        talk_ms(event.duration_seconds),
     )
     return APPLIED
 
@@ -162,8 +168,12 @@ def unpack_contact(packed: str) -> ContactState:
 
 
 def unpack_record(packed: str) -> RecordState:
-    """A call record's state as stored: `version|status code|follow-up flag`."""
+    """A call record's state as stored: `version|status code|follow-up flag|minute|talk ms`
+    (the last two in base 36; absent in states stored before time series)."""
     from processors.store.lua import CALL_BY_CODE
 
-    version, code, follow_up = packed.split("|")
-    return RecordState(int(version), CALL_BY_CODE[code], follow_up == "1")
+    version, code, follow_up, *time = packed.split("|")
+    state = RecordState(int(version), CALL_BY_CODE[code], follow_up == "1")
+    if time:
+        state.minute, state.talk_ms = int(time[0], 36), int(time[1], 36)
+    return state

@@ -222,6 +222,14 @@ def _behind(stored: str | None, version: int, unpack: Callable[[str], Any]) -> b
     return stored is None or unpack(stored).version < version
 
 
+def _record_behind(stored: str | None, version: int) -> bool:
+    """Older, or stored before time series (no occurred_at: the same version rewrites it)."""
+    if stored is None:
+        return True
+    record = unpack_record(stored)
+    return record.version < version or (record.version == version and record.minute is None)
+
+
 def plan(state: CampaignState, snap: Snapshot) -> Plan:
     """What is older or missing in Redis, and what Redis has that the source lacks."""
     contacts, records, rows = snap.contacts, snap.records, snap.batches
@@ -241,7 +249,7 @@ def plan(state: CampaignState, snap: Snapshot) -> Plan:
         records=[
             (eid, r)
             for eid, r in state.records.items()
-            if _behind(records.get(digest(eid)), r.version, unpack_record)
+            if _record_behind(records.get(digest(eid)), r.version)
         ],
         extra=[("c", d) for d in contacts if d not in contact_digests]
         + [("r", d) for d in records if d not in record_digests]
@@ -357,7 +365,7 @@ def _is_int(text: str) -> bool:
 
 
 def _scope(recount_scope: str) -> str:
-    if recount_scope == "stats" or recount_scope.startswith("index:"):
+    if recount_scope == "stats" or recount_scope.startswith(("index:", "series:")):
         return recount_scope
     return f"batch:{recount_scope}"
 
@@ -714,7 +722,7 @@ class Reconciler:
             records=[
                 (eid, r)
                 for eid, r in todo.records
-                if _behind(snap.records.get(digest(eid)), r.version, unpack_record)
+                if _record_behind(snap.records.get(digest(eid)), r.version)
             ],
             extra=todo.extra,
         )

@@ -26,6 +26,7 @@ from processors.store.lua import (
     RECOUNT_BATCHES,
     RECOUNT_BEGIN,
     RECOUNT_END,
+    RECOUNT_SERIES,
     RECOUNT_STEP,
     REMOVE_ENTITIES,
     campaign_keys,
@@ -63,8 +64,9 @@ LAG_TTL_SECONDS = 30.0
 #: how long an abandoned recount's shadow outlives its last call.
 RECOUNT_BUDGET = 4_000
 RECOUNT_TTL_MS = 60_000
-#: Batches one RECOUNT_BATCHES call compares at most.
+#: Batches one RECOUNT_BATCHES call compares at most, and series hashes one RECOUNT_SERIES.
 RECOUNT_BATCH_CHUNK = 200
+RECOUNT_SERIES_CHUNK = 20
 
 #: A stuck-partition report older than this is from a worker that died or moved on.
 STUCK_TTL_SECONDS = 30.0
@@ -396,11 +398,15 @@ class Store:
         call_keys = campaign_keys(campaign_id)
         stats_names: list[str] = []
         batch_names: dict[str, list[str]] = {}
+        series_names: dict[str, list[str]] = {}
         async for name, _ in self.client.hscan_iter(keys.shadow(campaign_id), count=1000):
             name = cast(str, name)
             number, sep, field = name.partition(">")
             if sep:
                 batch_names.setdefault(number, []).append(field)
+            elif name.startswith("S"):
+                member, _, rest = name[1:].partition(":")
+                series_names.setdefault(member, []).append(rest)
             elif name not in ("tok", "c", "r"):
                 stats_names.append(name)
         numbers = list(batch_names)
@@ -423,6 +429,17 @@ class Store:
             if int(answer[0]) < 0:
                 return None
             out += [str(item) for item in answer[1:]]
+        indexed = await self.client.zrange(keys.series_index(campaign_id), 0, -1)
+        members = sorted(set(series_names) | set(cast(list[str], indexed)))
+        for start in range(0, len(members), RECOUNT_SERIES_CHUNK):
+            argv = [token, mode, str(RECOUNT_TTL_MS)]
+            for member in members[start : start + RECOUNT_SERIES_CHUNK]:
+                names = series_names.get(member, [])
+                argv += [member, str(len(names)), *names]
+            answer = await self.run_script(RECOUNT_SERIES, call_keys, argv)
+            if int(answer[0]) < 0:
+                return None
+            out += [str(item) for item in answer[1:]]
         adjust = _index_adjustments(out) if dry_run else {}
         argv = [token, mode, str(len(adjust))]
         for status, by in adjust.items():
@@ -431,6 +448,29 @@ class Store:
         if int(answer[0]) < 0:
             return None
         return out + [str(item) for item in answer[1:]]
+
+    # -- time series ---------------------------------------------------------------------
+
+    async def series(
+        self, campaign_id: str, resolution: str, start_ms: int, end_ms: int
+    ) -> dict[int, tuple[int, ...]]:
+        """Buckets of call records by occurred_at, `m` (minute) or `q` (quarter hour), that
+        start in [start_ms, end_ms): bucket start (ms since the epoch) -> (completed, failed,
+        busy, no_answer, follow_up, talk ms). Buckets with no call are absent."""
+        step, span = (60_000, 3_600_000) if resolution == "m" else (900_000, 86_400_000)
+        first, last = start_ms // span, (end_ms - 1) // span
+        if last < first:
+            return {}
+        key = keys.minute_series if resolution == "m" else keys.quarter_series
+        numbers = range(first, last + 1)
+        rows = await self.hashes([key(campaign_id, n) for n in numbers])
+        out: dict[int, tuple[int, ...]] = {}
+        for number, row in zip(numbers, rows, strict=True):
+            for field, packed in row.items():
+                start = number * span + int(field) * step
+                if start_ms <= start < end_ms:
+                    out[start] = tuple(int(v) for v in packed.split("|"))
+        return dict(sorted(out.items()))
 
     # -- entity state (reconciliation, migration) ----------------------------------------
 

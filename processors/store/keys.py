@@ -68,6 +68,30 @@ def stats(campaign_id: str) -> str:
     return f"{_tag(campaign_id)}:{STATS_PART}"
 
 
+#: How long after its end a bucket of each resolution is kept: minutes 49 h, quarter
+#: hours 36 days (at least 48 h and 35 days back from any moment of the last bucket).
+MINUTE_RETENTION_MS: Final = 49 * 3_600_000
+QUARTER_RETENTION_MS: Final = 36 * 86_400_000
+SERIES_INDEX_PART: Final = "ts"
+
+
+def minute_series(campaign_id: str, hour: int) -> str:
+    """Hash: minute of the hour -> `completed|failed|busy|no_answer|follow_up|talk ms` of the
+    call records whose occurred_at is in that minute (`hour`: hours since the epoch)."""
+    return f"{_tag(campaign_id)}:tm:{hour}"
+
+
+def quarter_series(campaign_id: str, day: int) -> str:
+    """Hash: quarter hour of the UTC day -> the same six numbers (`day`: days since the
+    epoch)."""
+    return f"{_tag(campaign_id)}:tq:{day}"
+
+
+def series_index(campaign_id: str) -> str:
+    """Sorted set of the campaign's series hashes (`m<hour>`, `q<day>`) by expiry."""
+    return f"{_tag(campaign_id)}:{SERIES_INDEX_PART}"
+
+
 def layout(campaign_id: str) -> str:
     """Hash: the bucket layout and the batch numbers of a campaign.
 

@@ -149,8 +149,128 @@ local function parse_contact(packed)
   return string.match(packed, '^(%d+)|(%a)|(%d+)|(%d+)$')
 end
 
+-- `version|code|follow-up`, then (since time series) `|minute|talk ms` in base 36: the
+-- minute of its occurred_at since the epoch, and its duration in milliseconds
 local function parse_record(packed)
-  return string.match(packed, '^(%d+)|(%a)|(%d)$')
+  local v, c, f, rest = string.match(packed, '^(%d+)|(%a)|(%d)(.*)$')
+  local m, d = string.match(rest, '^|(%w+)|(%w+)$')
+  return v, c, f, m and tonumber(m, 36), d and tonumber(d, 36)
+end
+
+local DIGITS = '0123456789abcdefghijklmnopqrstuvwxyz'
+local function base36(n)
+  if n == 0 then return '0' end
+  local out = ''
+  while n > 0 do
+    local r = n % 36
+    out = string.sub(DIGITS, r + 1, r + 1) .. out
+    n = (n - r) / 36
+  end
+  return out
+end
+
+-- Time series of call records by their own occurred_at: per minute (`tm:<hour>` hashes,
+-- field = minute of the hour) and per quarter hour (`tq:<day>`, field = quarter of the
+-- day); each value `completed|failed|busy|no_answer|follow_up|talk ms`. A key expires once
+-- its resolution's retention has passed its end (a bucket past it is not written); the
+-- index `ts` lists them (member `m<hour>` / `q<day>`, score = expiry) for the recount.
+local SERIES_SLOT = """
+    + _lua_table({s: str(i + 1) for i, s in enumerate(CALL_STATUSES)})
+    + f"""
+local SERIES_INDEX = TAG .. '{keys.SERIES_INDEX_PART}'
+local RETAIN = {{m = {keys.MINUTE_RETENTION_MS}, q = {keys.QUARTER_RETENTION_MS}}}
+local SPAN = {{m = 3600000, q = 86400000}}
+"""
+    + """
+local clock_ms = nil
+local function now_ms()
+  if not clock_ms then
+    local t = redis.call('TIME')
+    clock_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return clock_ms
+end
+
+local series, series_keys = {}, {}
+-- The buckets of one minute: {kind, number, field} for the minute and the quarter hour.
+local function buckets_of(minute)
+  local hour, day = math.floor(minute / 60), math.floor(minute / 1440)
+  return {{'m', hour, minute % 60}, {'q', day, math.floor((minute % 1440) / 15)}}
+end
+
+-- A call record joins (`by` 1) or leaves (-1) its buckets; mirrored into a running
+-- recount's shadow like the counters (`S<kind><number>:<field>:<slot>`).
+local function series_delta(code, follow_up, minute, talk, by, mirror)
+  if not minute then return end
+  local slot = tonumber(SERIES_SLOT[CALL[code]])
+  for _, b in ipairs(buckets_of(minute)) do
+    local kind, number, field = b[1], b[2], b[3]
+    local expires = (number + 1) * SPAN[kind] + RETAIN[kind]
+    if expires > now_ms() then
+      local key = TAG .. 't' .. kind .. ':' .. number
+      local fields = series[key]
+      if not fields then
+        fields = {}
+        series[key] = fields
+        series_keys[#series_keys + 1] = {key, kind .. number, expires}
+      end
+      local d = fields[field]
+      if not d then
+        d = {0, 0, 0, 0, 0, 0}
+        fields[field] = d
+      end
+      d[slot] = d[slot] + by
+      if follow_up == '1' then d[5] = d[5] + by end
+      d[6] = d[6] + by * talk
+      if mirror then
+        local prefix = 'S' .. kind .. number .. ':' .. field .. ':'
+        bump(SHADOW, prefix .. slot, by)
+        if follow_up == '1' then bump(SHADOW, prefix .. 5, by) end
+        if talk ~= 0 then bump(SHADOW, prefix .. 6, by * talk) end
+      end
+    end
+  end
+end
+
+local function unpack_series(packed)
+  local d = {0, 0, 0, 0, 0, 0}
+  if packed then
+    local i = 1
+    for n in string.gmatch(packed, '[^|]+') do
+      d[i] = tonumber(n)
+      i = i + 1
+    end
+  end
+  return d
+end
+
+local function pack_series(d)
+  for i = 1, 6 do
+    if d[i] ~= 0 then
+      return string.format('%d|%d|%d|%d|%d|%d', d[1], d[2], d[3], d[4], d[5], d[6])
+    end
+  end
+  return nil
+end
+
+local function flush_series()
+  for _, entry in ipairs(series_keys) do
+    local key, member, expires = entry[1], entry[2], entry[3]
+    for field, d in pairs(series[key]) do
+      local cur = unpack_series(redis.call('HGET', key, field))
+      for i = 1, 6 do cur[i] = cur[i] + d[i] end
+      local packed = pack_series(cur)
+      if packed then redis.call('HSET', key, field, packed) else redis.call('HDEL', key, field) end
+    end
+    if redis.call('EXISTS', key) == 1 then
+      redis.call('PEXPIREAT', key, string.format('%d', expires))
+      redis.call('ZADD', SERIES_INDEX, string.format('%d', expires), member)
+    end
+  end
+  if #series_keys > 0 then
+    redis.call('ZREMRANGEBYSCORE', SERIES_INDEX, '-inf', string.format('%d', now_ms()))
+  end
+  series, series_keys = {}, {}
 end
 
 -- Batch numbers: a contact's state names its batch by a number, per campaign, allocated
@@ -218,9 +338,20 @@ local function count_entry(kind, packed, by)
       bump(SHADOW, bn .. '>retry:' .. r, by)
     end
   else
-    local v, c, f = parse_record(packed)
+    local v, c, f, m, d = parse_record(packed)
     bump(SHADOW, 'calls:' .. CALL[c], by)
     if f == '1' then bump(SHADOW, 'calls:follow_up', by) end
+    if m then
+      for _, b in ipairs(buckets_of(m)) do
+        local kind, number, field = b[1], b[2], b[3]
+        if (number + 1) * SPAN[kind] + RETAIN[kind] > now_ms() then
+          local prefix = 'S' .. kind .. number .. ':' .. field .. ':'
+          bump(SHADOW, prefix .. SERIES_SLOT[CALL[c]], by)
+          if f == '1' then bump(SHADOW, prefix .. 5, by) end
+          if d ~= 0 then bump(SHADOW, prefix .. 6, by * d) end
+        end
+      end
+    end
   end
 end
 
@@ -318,8 +449,8 @@ end
 #             kind (b|c|r), entity (batch: its id; contact, record: keys.digest of the id),
 #             keys.bucket_hash of the digest (contacts, records), status code or name,
 #             number (total_contacts | retry_count | follow-up flag), extra (batch:
-#             created_at ISO; contact: batch_id), score (batch: created_at in microseconds
-#             since the epoch), occurred_at ms
+#             created_at ISO; contact: batch_id; record: duration in ms), score (batch:
+#             created_at in microseconds since the epoch), occurred_at ms
 # Returns     one outcome code per event: 0 applied, 1 replayed (at or below the fence),
 #             2 stale or duplicate version, 3 tenant mismatch -- also for a replayed event:
 #             the owner never changes once set, so the verdict is the same on a retry and
@@ -411,16 +542,21 @@ local function apply_contact(digest, h, ver, ver_s, code, retry, batch_id)
   return 0
 end
 
-local function apply_record(digest, h, ver, ver_s, code, follow_up)
+local function apply_record(digest, h, ver, ver_s, code, follow_up, talk_s, occurred_s)
   local skey, t, mirror = locate('r', tonumber(h))
   local cur = redis.call('HGET', skey, digest)
   if cur then
-    local v, c, f = parse_record(cur)
-    if ver <= tonumber(v) then return 2 end
+    local v, c, f, m, d = parse_record(cur)
+    -- a state from before time series is rewritten by a repair of the same version
+    if ver < tonumber(v) or (ver == tonumber(v) and (m or not repair)) then return 2 end
     record_delta(c, f, -1, mirror)
+    series_delta(c, f, m, d, -1, mirror)
   end
-  redis.call('HSET', skey, digest, ver_s .. '|' .. code .. '|' .. follow_up)
+  local minute, talk = math.floor(tonumber(occurred_s) / 60000), tonumber(talk_s)
+  redis.call('HSET', skey, digest,
+    ver_s .. '|' .. code .. '|' .. follow_up .. '|' .. base36(minute) .. '|' .. base36(talk))
   record_delta(code, follow_up, 1, mirror)
+  series_delta(code, follow_up, minute, talk, 1, mirror)
   if not cur then resize('r', t, 1) end
   return 0
 end
@@ -471,7 +607,7 @@ for rec in string.gmatch(ARGV[2 + 2 * nf], '[^\\30]+') do
     elseif kind == 'c' then
       code = apply_contact(id, h, ver, ver_s, status, num, extra)
     else
-      code = apply_record(id, h, ver, ver_s, status, num)
+      code = apply_record(id, h, ver, ver_s, status, num, extra, occurred_s)
     end
     counted = code
     local occurred_ms = tonumber(occurred_s)
@@ -481,6 +617,7 @@ for rec in string.gmatch(ARGV[2 + 2 * nf], '[^\\30]+') do
   out[n] = code
 end
 
+flush_series()
 flush_bumps()
 for batch_id, bkey in pairs(left) do drop_if_unnamed(bkey, batch_id) end
 flush_bumps()
@@ -568,8 +705,9 @@ for i = 2 + 2 * p, #ARGV, 2 do
         contact_delta(bn, bkey, c, r, -1, mirror)
         left[batch_id] = bkey
       else
-        local v, c, f = parse_record(cur)
+        local v, c, f, m, d = parse_record(cur)
         record_delta(c, f, -1, mirror)
+        series_delta(c, f, m, d, -1, mirror)
       end
       resize(kind, t, -1)
     end
@@ -585,6 +723,7 @@ for i = 2 + 2 * p, #ARGV, 2 do
     end
   end
 end
+flush_series()
 flush_bumps()
 for batch_id, bkey in pairs(left) do drop_if_unnamed(bkey, batch_id) end
 flush_bumps()
@@ -830,6 +969,72 @@ while i <= #ARGV do
 end
 redis.call('PEXPIRE', SHADOW, ARGV[3])
 if fixes > 0 and not dry then redis.call('HINCRBY', STATS, 'rev', 1) end
+return out
+"""
+)
+
+# RECOUNT_SERIES: some time-series hashes against the series the counted call records make.
+#
+# ARGV[3]     shadow expiry in ms
+# ARGV[4..]   per hash: its index member (`m<hour>` | `q<day>`), the number k of shadow
+#             fields named for it, then those k names (`<field>:<slot>`)
+# Drift       scope 'series:' .. member, field, found, expected (both packed, '' = none)
+RECOUNT_SERIES: Final = (
+    _PRELUDE
+    + _COUNT_BUCKETS
+    + _COMPARE
+    + """
+local i = 4
+while i <= #ARGV do
+  local member, k = ARGV[i], tonumber(ARGV[i + 1])
+  local kind, number = string.sub(member, 1, 1), tonumber(string.sub(member, 2))
+  local key = TAG .. 't' .. kind .. ':' .. number
+  local fields, seen = {}, {}
+  for j = 1, k do
+    local field = string.match(ARGV[i + 1 + j], '^(%d+):')
+    if field and not seen[field] then
+      seen[field] = true
+      fields[#fields + 1] = field
+    end
+  end
+  i = i + 2 + k
+  local flat = redis.call('HGETALL', key)
+  local found = {}
+  for j = 1, #flat, 2 do
+    found[flat[j]] = flat[j + 1]
+    if not seen[flat[j]] then
+      seen[flat[j]] = true
+      fields[#fields + 1] = flat[j]
+    end
+  end
+  local live = (number + 1) * SPAN[kind] + RETAIN[kind] > now_ms()
+  for _, field in ipairs(fields) do
+    local names = {}
+    for slot = 1, 6 do names[slot] = 'S' .. member .. ':' .. field .. ':' .. slot end
+    local want = redis.call('HMGET', SHADOW, unpack(names))
+    local d = {0, 0, 0, 0, 0, 0}
+    for slot = 1, 6 do d[slot] = tonumber(want[slot] or '0') end
+    local expected = live and pack_series(d) or nil
+    if expected ~= found[field] then
+      drift('series:' .. member, field, found[field] or '', expected or '')
+      if not dry then
+        if expected then
+          redis.call('HSET', key, field, expected)
+        else
+          redis.call('HDEL', key, field)
+        end
+      end
+    elseif census and expected then
+      report('series:' .. member, field, found[field], expected)
+    end
+  end
+  if not dry and live and redis.call('EXISTS', key) == 1 then
+    local expires = (number + 1) * SPAN[kind] + RETAIN[kind]
+    redis.call('PEXPIREAT', key, string.format('%d', expires))
+    redis.call('ZADD', SERIES_INDEX, string.format('%d', expires), member)
+  end
+end
+redis.call('PEXPIRE', SHADOW, ARGV[3])
 return out
 """
 )

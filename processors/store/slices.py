@@ -68,6 +68,11 @@ def epoch_us(moment: datetime) -> int:
     return (_aware(moment) - _EPOCH) // _MICROSECOND
 
 
+def talk_ms(duration_seconds: float | None) -> int:
+    """A call's duration in whole milliseconds (what time series sum exactly); 0 if unknown."""
+    return 0 if duration_seconds is None else round(duration_seconds * 1000)
+
+
 def iso(moment: datetime) -> str:
     """ISO-8601 in UTC with a `Z` (a naive time is taken as UTC)."""
     return _aware(moment).astimezone(UTC).isoformat().replace("+00:00", "Z")
@@ -107,7 +112,8 @@ class _Call:
         else:
             code = CALL_CODES[event.call_status]
             flag = "1" if event.is_follow_up else "0"
-            tail = f"r{US}{_entity(event.execution_id)}{US}{code}{US}{flag}{US}{US}{US}"
+            talk = talk_ms(event.duration_seconds)
+            tail = f"r{US}{_entity(event.execution_id)}{US}{code}{US}{flag}{US}{talk}{US}{US}"
             self.events.append(f"{head}{tail}{occurred}")
 
     def done(self) -> tuple[list[str], list[str]]:
@@ -158,9 +164,10 @@ def encode_repair(
             retry_count=c.retry_count, follow_up_count=0,
         ))  # fmt: skip
     for execution_id, r in records:
+        occurred = common["occurred_at"] + timedelta(minutes=r.minute or 0)
         call.add(0, 0, CallRecordCompleted(
-            **common, version=r.version, batch_id="",
+            **{**common, "occurred_at": occurred}, version=r.version, batch_id="",
             contact_id="", execution_id=execution_id, call_status=r.status,
-            is_follow_up=r.follow_up, retry_index=0,
+            is_follow_up=r.follow_up, retry_index=0, duration_seconds=r.talk_ms / 1000,
         ))  # fmt: skip
     return call.done()

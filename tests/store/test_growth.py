@@ -94,15 +94,19 @@ def model_of(events: list[dict[str, Any]]) -> CampaignState:
     return model
 
 
-async def assert_like_model(store: Store, model: CampaignState) -> None:
-    """Entity states (by digest), counters and layout are what the model implies."""
+async def assert_like_model(store: Store, model: CampaignState, *, timed: bool = True) -> None:
+    """Entity states (by digest), counters and layout are what the model implies (call
+    records without their time when not `timed`: states of the fixed layout had none)."""
     contacts, records = await store.entity_states(CMP)
     assert {d: unpack_contact(p) for d, p in contacts.items()} == {
         keys.digest(cid): c for cid, c in model.contacts.items()
     }
-    assert {d: unpack_record(p) for d, p in records.items()} == {
-        keys.digest(eid): r for eid, r in model.records.items()
-    }
+    stored = {d: unpack_record(p) for d, p in records.items()}
+    want = {keys.digest(eid): r for eid, r in model.records.items()}
+    if not timed:
+        stored = {d: (r.version, r.status, r.follow_up) for d, r in stored.items()}  # type: ignore[misc]
+        want = {d: (r.version, r.status, r.follow_up) for d, r in want.items()}  # type: ignore[misc]
+    assert stored == want
     stats = await store.client.hgetall(keys.stats(CMP))
     counters = {k: int(v) for k, v in stats.items() if k.startswith(("contacts", "retry:"))}
     counters |= {k: int(v) for k, v in stats.items() if k.startswith(("calls:", "batches:"))}
@@ -317,7 +321,7 @@ async def test_a_campaign_of_the_fixed_layout_is_migrated_without_loss(store: St
     assert not [
         k async for k in store.client.scan_iter(match=keys.legacy_bucket(CMP, "c", 0)[:-1] + "*")
     ]
-    await assert_like_model(store, model)
+    await assert_like_model(store, model, timed=False)
     assert await store.stats(CMP) == Expected(events).stats(CMP)
     assert comparable_batches(await store.batches(CMP, limit=100)) == Expected(events).batches(CMP)
 
@@ -349,7 +353,7 @@ def test_dialer_stats_migrate_moves_every_legacy_campaign(
     async def check() -> tuple[list[str], dict[str, Any]]:
         store = Store(aioredis.Redis.from_url(valkey_server.url, decode_responses=True))
         try:
-            await assert_like_model(store, model_of(events))
+            await assert_like_model(store, model_of(events), timed=False)
             return await store.legacy_campaigns(), await store.stats(CMP)
         finally:
             await store.close()
