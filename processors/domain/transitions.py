@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from processors.domain.events import BatchUpserted, ContactStatusChanged, Event
+from processors.store.keys import MINUTE_RETENTION_MS, QUARTER_RETENTION_MS
 from processors.store.lua import APPLIED, STALE, TENANT_MISMATCH
 from processors.store.slices import epoch_ms, epoch_us, iso, talk_ms
 
@@ -177,3 +178,34 @@ def unpack_record(packed: str) -> RecordState:
     if time:
         state.minute, state.talk_ms = int(time[0], 36), int(time[1], 36)
     return state
+
+
+#: Buckets per resolution: (span of one series hash in ms, bucket length in ms, retention
+#: after the hash's end in ms) -- as the apply script keeps them.
+SERIES_LAYOUT: dict[str, tuple[int, int, int]] = {
+    "m": (3_600_000, 60_000, MINUTE_RETENTION_MS),
+    "q": (86_400_000, 900_000, QUARTER_RETENTION_MS),
+}
+
+
+def series_of(record: RecordState, now_ms: int) -> dict[tuple[str, str], int]:
+    """What a call record adds to its time-series buckets still kept at `now_ms`, as the
+    recount names them: (`series:<m|q><hour|day>`, `<bucket>:<slot>`) -> amount (slots 1-4
+    the outcomes in contract order, 5 follow-up, 6 talk ms)."""
+    from processors.domain.contract import CALL_STATUSES
+
+    if record.minute is None:
+        return {}
+    out: dict[tuple[str, str], int] = {}
+    at = record.minute * 60_000
+    for kind, (span, step, retention) in SERIES_LAYOUT.items():
+        number = at // span
+        if (number + 1) * span + retention <= now_ms:
+            continue
+        scope, bucket = f"series:{kind}{number}", (at % span) // step
+        out[scope, f"{bucket}:{CALL_STATUSES.index(record.status) + 1}"] = 1
+        if record.follow_up:
+            out[scope, f"{bucket}:5"] = 1
+        if record.talk_ms:
+            out[scope, f"{bucket}:6"] = record.talk_ms
+    return out

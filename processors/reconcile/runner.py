@@ -57,6 +57,7 @@ from processors.domain.transitions import (
     ContactState,
     RecordState,
     apply,
+    series_of,
     unpack_contact,
     unpack_record,
 )
@@ -317,12 +318,15 @@ def counter_delta(changes: Changes, rows: dict[str, dict[str, str]]) -> Delta:
             if contact is not None:
                 _contact_counters(delta, contact, by)
                 joined[contact.batch_id] += by
+    now_ms = int(time.time() * 1000)
     for old_r, new_r in changes.records:
         for record, by in ((old_r, -1), (new_r, 1)):
             if record is not None:
                 delta["stats", f"calls:{record.status}"] += by
                 if record.follow_up:
                     delta["stats", "calls:follow_up"] += by
+                for (scope, name), value in series_of(record, now_ms).items():
+                    delta[scope, name] += by * value
     for bid in set(joined) | set(changes.batches):
         row = rows.get(bid, {})
         before, after = row.get("s"), _batch_after(row, changes.batches, bid, joined[bid])
@@ -371,7 +375,11 @@ def _scope(recount_scope: str) -> str:
 
 
 def _is_counter(scope: str, name: str) -> bool:
-    return scope == "stats" or (scope.startswith("batch:") and name != "s")
+    return (
+        scope == "stats"
+        or (scope.startswith("batch:") and name != "s")
+        or scope.startswith("series:")
+    )
 
 
 @dataclass

@@ -978,7 +978,8 @@ return out
 # ARGV[3]     shadow expiry in ms
 # ARGV[4..]   per hash: its index member (`m<hour>` | `q<day>`), the number k of shadow
 #             fields named for it, then those k names (`<field>:<slot>`)
-# Drift       scope 'series:' .. member, field, found, expected (both packed, '' = none)
+# Drift       per number: scope 'series:' .. member, field `<bucket field>:<slot>` (1-4 the
+#             outcomes, 5 follow-up, 6 talk ms), found, expected; like a counter
 RECOUNT_SERIES: Final = (
     _PRELUDE
     + _COUNT_BUCKETS
@@ -1013,19 +1014,24 @@ while i <= #ARGV do
     for slot = 1, 6 do names[slot] = 'S' .. member .. ':' .. field .. ':' .. slot end
     local want = redis.call('HMGET', SHADOW, unpack(names))
     local d = {0, 0, 0, 0, 0, 0}
-    for slot = 1, 6 do d[slot] = tonumber(want[slot] or '0') end
-    local expected = live and pack_series(d) or nil
-    if expected ~= found[field] then
-      drift('series:' .. member, field, found[field] or '', expected or '')
-      if not dry then
-        if expected then
-          redis.call('HSET', key, field, expected)
-        else
-          redis.call('HDEL', key, field)
-        end
+    for slot = 1, 6 do d[slot] = live and tonumber(want[slot] or '0') or 0 end
+    local have = unpack_series(found[field])
+    local differs = false
+    for slot = 1, 6 do
+      if have[slot] ~= d[slot] then
+        differs = true
+        drift('series:' .. member, field .. ':' .. slot, have[slot], d[slot])
+      elseif census and d[slot] ~= 0 then
+        report('series:' .. member, field .. ':' .. slot, have[slot], d[slot])
       end
-    elseif census and expected then
-      report('series:' .. member, field, found[field], expected)
+    end
+    if differs and not dry then
+      local expected = pack_series(d)
+      if expected then
+        redis.call('HSET', key, field, expected)
+      else
+        redis.call('HDEL', key, field)
+      end
     end
   end
   if not dry and live and redis.call('EXISTS', key) == 1 then
