@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from processors.domain.contract import Rejection
-from processors.domain.events import _DECODER, _normalised, parse
+from processors.domain.events import _DECODER, _NANOS, _normalised, parse
 from processors.domain.schema import validate
 from tests.streams import entity_event
 
@@ -63,7 +63,10 @@ def comparable(fields: dict[str, Any]) -> dict[str, Any]:
 @settings(max_examples=400, deadline=None)
 @given(messages())
 def test_fast_path_is_a_subset_of_the_models(raw: bytes) -> None:
-    """Whatever msgspec accepts, pydantic accepts with the same values."""
+    """Whatever msgspec accepts, pydantic accepts with the same values (`parse` leaves
+    sub-microsecond fractions to pydantic: msgspec rounds them, pydantic truncates)."""
+    if _NANOS.search(raw):
+        return
     try:
         fast = _DECODER.decode(raw)
     except msgspec.MsgspecError:
