@@ -38,6 +38,8 @@ def events(campaign: Campaign, seed: int) -> Iterator[dict[str, Any]]:
     """Batches, then each contact in its latest state with one call record."""
     rng = random.Random(seed)
     cid = campaign.campaign_id
+    # call records spread over the last 24 hours: the time-series reads have data
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
     common = {"organization_id": ORG, "campaign_id": cid, "version": 1}
     for b in range(campaign.batches):
         yield {
@@ -58,7 +60,8 @@ def events(campaign: Campaign, seed: int) -> Iterator[dict[str, Any]]:
         }  # fmt: skip
         yield {
             **common, "event_id": f"{cid}-r{n}", "event_type": "call_record.completed",
-            "occurred_at": START.isoformat(), "batch_id": batch_id, "contact_id": f"con_{n}",
+            "occurred_at": (now - timedelta(seconds=rng.randrange(86_400))).isoformat(),
+            "batch_id": batch_id, "contact_id": f"con_{n}",
             "execution_id": f"exec_{n}", "call_status": rng.choice(CALL_STATUSES),
             "is_follow_up": rng.random() < 0.1, "retry_index": 0,
             "duration_seconds": round(rng.uniform(0, 300), 1),

@@ -97,6 +97,7 @@ def run(*, quick: bool, console: Console) -> dict[str, Any]:
         small = dataset.Campaign("cmp_small", 1_000, 50)
         console.print("[bold]memory[/bold]: B/contact by campaign size")
         figures += memory.figures(memory.table(infra.valkey.url, quick=quick, console=console))
+        figures.append(memory.series_day(infra.valkey.url))
         redis.Redis.from_url(infra.valkey.url).flushall()
         console.print(
             f"[bold]reads and reconciliation[/bold]: {big.contacts:,} + {small.contacts:,} contacts"
