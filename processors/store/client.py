@@ -418,28 +418,22 @@ class Store:
             )
         fields_of = {b: batch_names[n] for n, b in zip(numbers, named, strict=True) if b}
         ids = set(batch_ids) | set(fields_of) | set(await self.batch_ids(campaign_id))
-        out: list[str] = []
-        ordered = sorted(ids)
-        for start in range(0, len(ordered), RECOUNT_BATCH_CHUNK):
-            argv = [token, mode, str(RECOUNT_TTL_MS)]
-            for batch_id in ordered[start : start + RECOUNT_BATCH_CHUNK]:
-                names = fields_of.get(batch_id, [])
-                argv += [batch_id, str(len(names)), *names]
-            answer = await self.run_script(RECOUNT_BATCHES, call_keys, argv)
-            if int(answer[0]) < 0:
-                return None
-            out += [str(item) for item in answer[1:]]
         indexed = await self.client.zrange(keys.series_index(campaign_id), 0, -1)
-        members = sorted(set(series_names) | set(cast(list[str], indexed)))
-        for start in range(0, len(members), RECOUNT_SERIES_CHUNK):
-            argv = [token, mode, str(RECOUNT_TTL_MS)]
-            for member in members[start : start + RECOUNT_SERIES_CHUNK]:
-                names = series_names.get(member, [])
-                argv += [member, str(len(names)), *names]
-            answer = await self.run_script(RECOUNT_SERIES, call_keys, argv)
-            if int(answer[0]) < 0:
-                return None
-            out += [str(item) for item in answer[1:]]
+        members = set(series_names) | set(cast(list[str], indexed))
+        out: list[str] = []
+        for script, items, names, chunk in (
+            (RECOUNT_BATCHES, ids, fields_of, RECOUNT_BATCH_CHUNK),
+            (RECOUNT_SERIES, members, series_names, RECOUNT_SERIES_CHUNK),
+        ):
+            ordered = sorted(items)
+            for start in range(0, len(ordered), chunk):
+                argv = [token, mode, str(RECOUNT_TTL_MS)]
+                for item in ordered[start : start + chunk]:
+                    argv += [item, str(len(names.get(item, []))), *names.get(item, [])]
+                answer = await self.run_script(script, call_keys, argv)
+                if int(answer[0]) < 0:
+                    return None
+                out += [str(a) for a in answer[1:]]
         adjust = _index_adjustments(out) if dry_run else {}
         argv = [token, mode, str(len(adjust))]
         for status, by in adjust.items():

@@ -192,10 +192,27 @@ local function now_ms()
 end
 
 local series, series_keys = {}, {}
--- The buckets of one minute: {kind, number, field} for the minute and the quarter hour.
+-- The buckets of one minute still kept: {kind, number, field, expiry} for the minute and
+-- the quarter hour.
 local function buckets_of(minute)
   local hour, day = math.floor(minute / 60), math.floor(minute / 1440)
-  return {{'m', hour, minute % 60}, {'q', day, math.floor((minute % 1440) / 15)}}
+  local out = {}
+  for _, b in ipairs({{'m', hour, minute % 60}, {'q', day, math.floor((minute % 1440) / 15)}}) do
+    local expires = (b[2] + 1) * SPAN[b[1]] + RETAIN[b[1]]
+    if expires > now_ms() then
+      b[4] = expires
+      out[#out + 1] = b
+    end
+  end
+  return out
+end
+
+-- A call record's part of one bucket, into the shadow of a running recount.
+local function shadow_series(b, slot, follow_up, talk, by)
+  local prefix = 'S' .. b[1] .. b[2] .. ':' .. b[3] .. ':'
+  bump(SHADOW, prefix .. slot, by)
+  if follow_up == '1' then bump(SHADOW, prefix .. 5, by) end
+  if talk ~= 0 then bump(SHADOW, prefix .. 6, by * talk) end
 end
 
 -- A call record joins (`by` 1) or leaves (-1) its buckets; mirrored into a running
@@ -205,30 +222,22 @@ local function series_delta(code, follow_up, minute, talk, by, mirror)
   local slot = tonumber(SERIES_SLOT[CALL[code]])
   for _, b in ipairs(buckets_of(minute)) do
     local kind, number, field = b[1], b[2], b[3]
-    local expires = (number + 1) * SPAN[kind] + RETAIN[kind]
-    if expires > now_ms() then
-      local key = TAG .. 't' .. kind .. ':' .. number
-      local fields = series[key]
-      if not fields then
-        fields = {}
-        series[key] = fields
-        series_keys[#series_keys + 1] = {key, kind .. number, expires}
-      end
-      local d = fields[field]
-      if not d then
-        d = {0, 0, 0, 0, 0, 0}
-        fields[field] = d
-      end
-      d[slot] = d[slot] + by
-      if follow_up == '1' then d[5] = d[5] + by end
-      d[6] = d[6] + by * talk
-      if mirror then
-        local prefix = 'S' .. kind .. number .. ':' .. field .. ':'
-        bump(SHADOW, prefix .. slot, by)
-        if follow_up == '1' then bump(SHADOW, prefix .. 5, by) end
-        if talk ~= 0 then bump(SHADOW, prefix .. 6, by * talk) end
-      end
+    local key = TAG .. 't' .. kind .. ':' .. number
+    local fields = series[key]
+    if not fields then
+      fields = {}
+      series[key] = fields
+      series_keys[#series_keys + 1] = {key, kind .. number, b[4]}
     end
+    local d = fields[field]
+    if not d then
+      d = {0, 0, 0, 0, 0, 0}
+      fields[field] = d
+    end
+    d[slot] = d[slot] + by
+    if follow_up == '1' then d[5] = d[5] + by end
+    d[6] = d[6] + by * talk
+    if mirror then shadow_series(b, slot, follow_up, talk, by) end
   end
 end
 
@@ -342,15 +351,7 @@ local function count_entry(kind, packed, by)
     bump(SHADOW, 'calls:' .. CALL[c], by)
     if f == '1' then bump(SHADOW, 'calls:follow_up', by) end
     if m then
-      for _, b in ipairs(buckets_of(m)) do
-        local kind, number, field = b[1], b[2], b[3]
-        if (number + 1) * SPAN[kind] + RETAIN[kind] > now_ms() then
-          local prefix = 'S' .. kind .. number .. ':' .. field .. ':'
-          bump(SHADOW, prefix .. SERIES_SLOT[CALL[c]], by)
-          if f == '1' then bump(SHADOW, prefix .. 5, by) end
-          if d ~= 0 then bump(SHADOW, prefix .. 6, by * d) end
-        end
-      end
+      for _, b in ipairs(buckets_of(m)) do shadow_series(b, SERIES_SLOT[CALL[c]], f, d, by) end
     end
   end
 end
