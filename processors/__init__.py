@@ -5,7 +5,9 @@ Exception tree::
     DialerStatsError
     ├── StoreUnavailable      Redis could not be reached or answered with an error
     ├── InfraError            the embedded broker or valkey could not be started
-    └── UndecodableLog        the event log holds a batch that cannot be decoded
+    ├── UndecodableLog        the event log holds a batch that cannot be decoded
+    └── TimeWindowError       a time series or window that cannot be answered (also a
+                              ValueError; processors.domain.timeseries)
 """
 
 
