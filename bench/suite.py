@@ -38,7 +38,7 @@ class Sizes:
 
 FULL = Sizes(
     ingest=1_000_000, big=1_000_000, requests=500, recounts=5, fresh_seconds=20.0,
-    stream_clients=1000, database=20_000,
+    stream_clients=1000, database=100_000,
 )  # fmt: skip
 QUICK = Sizes(
     ingest=30_000, big=50_000, requests=100, recounts=2, fresh_seconds=5.0, stream_clients=100,
