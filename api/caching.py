@@ -1,13 +1,25 @@
-"""ETag / If-None-Match and freshness headers for JSON responses."""
+"""ETag / If-None-Match and freshness headers for JSON responses.
+
+An ETag names a campaign's revision, not a digest of the body: every change to a
+campaign's counters or batches bumps `rev` in its stats hash (and an application also
+`applied_at_ms`, which tells apart two lives of a hash rebuilt from scratch), so the
+revision answers a conditional request without reading or rendering the counters.
+"""
 
 from __future__ import annotations
 
 import hashlib
-import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import Request, Response
+import msgspec
+from fastapi import Response
+
+#: Changes whenever the JSON rendering of a revision changes, so old ETags stop matching.
+REPRESENTATION = "1"
+
+_encode = msgspec.json.Encoder().encode
 
 
 def _ms_to_iso(value: str | None) -> str | None:
@@ -17,9 +29,23 @@ def _ms_to_iso(value: str | None) -> str | None:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def freshness_headers(fields: dict[str, str]) -> dict[str, str]:
-    """Time of the last applied event (its occurred_at) and of its application."""
-    headers = {}
+def revision_etag(campaign_id: str, fields: Mapping[str, str], variant: str = "") -> str:
+    """The strong ETag of a campaign's resource (`variant`: which page) at its revision."""
+    source = "\0".join(
+        (
+            REPRESENTATION,
+            campaign_id,
+            fields.get("rev", "0"),
+            fields.get("applied_at_ms", ""),
+            variant,
+        )
+    )
+    return '"' + hashlib.sha256(source.encode()).hexdigest()[:32] + '"'
+
+
+def cache_headers(etag: str, fields: Mapping[str, str]) -> dict[str, str]:
+    """ETag, Cache-Control and the times of the last applied event and of its application."""
+    headers = {"ETag": etag, "Cache-Control": "no-cache"}
     last_event = _ms_to_iso(fields.get("last_event_ms"))
     if last_event:
         headers["X-Last-Event-At"] = last_event
@@ -29,12 +55,20 @@ def freshness_headers(fields: dict[str, str]) -> dict[str, str]:
     return headers
 
 
-def cached_json(request: Request, body: Any, headers: dict[str, str]) -> Response:
-    """200 with an ETag, or 304 when the client already has this representation."""
-    payload = json.dumps(body, separators=(",", ":")).encode()
-    etag = '"' + hashlib.sha256(payload).hexdigest()[:32] + '"'
-    headers = {**headers, "ETag": etag, "Cache-Control": "no-cache"}
-    match = request.headers.get("if-none-match", "")
-    if etag in {tag.strip().removeprefix("W/") for tag in match.split(",")} or match == "*":
-        return Response(status_code=304, headers=headers)
-    return Response(payload, media_type="application/json", headers=headers)
+def matches(if_none_match: str | None, etag: str) -> bool:
+    """Whether the client already holds the representation named by `etag`."""
+    if not if_none_match:
+        return False
+    if if_none_match.strip() == "*":
+        return True
+    return etag in {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+
+
+def not_modified(headers: dict[str, str]) -> Response:
+    """304 with the representation's headers and no body."""
+    return Response(status_code=304, headers=headers)
+
+
+def json_response(body: Any, headers: dict[str, str]) -> Response:
+    """200 with the body as compact JSON."""
+    return Response(_encode(body), media_type="application/json", headers=headers)

@@ -14,8 +14,8 @@ _bearer = HTTPBearer(auto_error=False, description="A `gat_…` token of your or
 CAMPAIGN_NOT_FOUND = "Campaign not found"
 
 
-def get_store(request: Request) -> Store:
-    """The store opened by the lifespan."""
+async def get_store(request: Request) -> Store:
+    """The store opened by the lifespan (async: a plain function would run in a thread)."""
     store: Store = request.app.state.store
     return store
 
@@ -39,6 +39,29 @@ async def current_org(
     return await _token_org(store, credentials.credentials)
 
 
+async def bearer_token(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str:
+    """The bearer token, well formed but not looked up yet (the read path looks it up in
+    the same round trip as the campaign); 401 when missing or malformed."""
+    if credentials is None:
+        raise _unauthorized("Not authenticated: send Authorization: Bearer gat_<token>")
+    return _well_formed(credentials.credentials)
+
+
+TokenDep = Annotated[str, Depends(bearer_token)]
+
+
+def owner_check(token_org: str | None, campaign_org: str | None) -> str:
+    """The caller's organization when the campaign is theirs: 401 for an unknown token,
+    else 404 for a campaign of another organization or none."""
+    if token_org is None:
+        raise _unauthorized("Invalid or revoked token")
+    if campaign_org != token_org:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=CAMPAIGN_NOT_FOUND)
+    return token_org
+
+
 def presented_token(authorization: str | None, access_token: str | None) -> str:
     """The bearer token from the header, else from the query parameter (streams); or 401."""
     scheme, _, token = (authorization or "").partition(" ")
@@ -54,10 +77,14 @@ async def authenticate(store: Store, token: str) -> str:
     return await _token_org(store, token)
 
 
-async def _token_org(store: Store, token: str) -> str:
+def _well_formed(token: str) -> str:
     if not token.startswith("gat_") or len(token) > 256:
         raise _unauthorized("Invalid token: expected a gat_ token")
-    org = await store.token_org(token)
+    return token
+
+
+async def _token_org(store: Store, token: str) -> str:
+    org = await store.token_org(_well_formed(token))
     if org is None:
         raise _unauthorized("Invalid or revoked token")
     return org

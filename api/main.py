@@ -10,7 +10,9 @@ from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
 from api import metrics
+from api.errors import store_unavailable
 from api.live import Updates
+from api.readpath import ReadPath
 from api.routes import batches, dashboard, health, reconciliation, stats, stream
 from processors import StoreUnavailable
 from processors.settings import Settings
@@ -43,7 +45,9 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     )
     app.state.heartbeat_seconds = config.stream_heartbeat_seconds
     app.state.ready_max_lag = config.ready_max_lag
-    app.middleware("http")(metrics.observe)
+    # Outermost first: every request is timed, the reads answered by ReadPath included.
+    app.add_middleware(ReadPath, api=app)
+    app.add_middleware(metrics.ObserveRequests)
     app.include_router(stats.router)
     app.include_router(stream.router)
     app.include_router(batches.router)
@@ -54,11 +58,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
 
     @app.exception_handler(RedisError)
     @app.exception_handler(StoreUnavailable)
-    async def store_unavailable(request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse(
-            {"detail": "Stats store unavailable: Redis did not answer; retry shortly"},
-            status_code=503,
-            headers={"Retry-After": "1"},
-        )
+    async def unavailable(request: Request, exc: Exception) -> JSONResponse:
+        return store_unavailable()
 
     return app

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from dataclasses import dataclass
+from typing import Annotated, Literal, get_args
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 
-from api.caching import cached_json, freshness_headers
-from api.deps import CampaignDep, OrgDep, StoreDep
+from api import reads
+from api.caching import cache_headers, json_response, matches, not_modified, revision_etag
+from api.deps import CampaignId, StoreDep, TokenDep, owner_check
 from api.schemas import Batch, Problem
+from processors.domain.views import batch_view
+from processors.store import keys
+from processors.store.client import Store
 
 router = APIRouter(prefix="/api/v1", tags=["batches"])
 
 BatchStatusFilter = Literal["pending", "in_progress", "paused", "completed", "cancelled", "expired"]
+BATCH_STATUS_FILTERS: frozenset[str] = frozenset(get_args(BatchStatusFilter))
 
 
 @router.get(
@@ -28,9 +34,9 @@ BatchStatusFilter = Literal["pending", "in_progress", "paused", "completed", "ca
 )
 async def campaign_batches(
     request: Request,
-    org: OrgDep,
+    campaign_id: CampaignId,
+    token: TokenDep,
     store: StoreDep,
-    campaign_id: CampaignDep,
     skip: Annotated[int, Query(ge=0, le=10_000_000, description="Batches to skip.")] = 0,
     limit: Annotated[int, Query(ge=1, le=500, description="Page size.")] = 50,
     batch_status: Annotated[
@@ -41,11 +47,49 @@ async def campaign_batches(
     ] = None,
 ) -> Response:
     """Batches ordered by (created_at, batch_id), batches without created_at last."""
-    if organization_id is not None and organization_id != org:
+    return await batches_answer(
+        store,
+        token,
+        campaign_id,
+        request.headers.get("if-none-match"),
+        Page(skip, limit, batch_status, organization_id),
+    )
+
+
+@dataclass(frozen=True)
+class Page:
+    """The query of a batches read."""
+
+    skip: int = 0
+    limit: int = 50
+    status: str | None = None
+    organization_id: str | None = None
+
+
+async def batches_answer(
+    store: Store, token: str, campaign_id: str, if_none_match: str | None, page: Page
+) -> Response:
+    """200 with one page of batches, or 304; HTTPException 401/403/404. Shared with
+    `api.readpath`."""
+    index = keys.batch_index(campaign_id, page.status)
+    # The revision is read before the page: a page is never named by an older revision
+    # than its own, so a 304 never keeps a client on a page that has since changed.
+    org, fields, batch_ids = await reads.head(
+        store, token, campaign_id, None if if_none_match else (index, page.skip, page.limit)
+    )
+    org = owner_check(org, fields.get("org"))
+    if page.organization_id is not None and page.organization_id != org:
         raise HTTPException(
             status.HTTP_403_FORBIDDEN,
             detail="organization_id does not match the token's organization",
         )
-    page = await store.batches(campaign_id, skip=skip, limit=limit, status=batch_status)
-    fields = await store.stats_fields(campaign_id)
-    return cached_json(request, page, freshness_headers(fields))
+    variant = f"batches:{page.skip}:{page.limit}:{page.status or ''}"
+    etag = revision_etag(campaign_id, fields, variant)
+    headers = cache_headers(etag, fields)
+    if matches(if_none_match, etag):
+        return not_modified(headers)
+    if if_none_match:
+        batch_ids = await reads.batch_ids(store, index, page.skip, page.limit)
+    rows = await reads.batch_hashes(store, campaign_id, batch_ids)
+    body = [batch_view(campaign_id, b, row) for b, row in zip(batch_ids, rows, strict=True)]
+    return json_response(body, headers)
