@@ -91,19 +91,20 @@ def worker(
 def api(
     host: Annotated[str | None, typer.Option(help="Bind address.")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, help="Processes sharing the port (default: one per core)."),
+    ] = None,
 ) -> None:
     """Run the HTTP API."""
-    import uvicorn
-
-    from api.main import create_app
+    from api.serve import default_workers, run
 
     settings = _settings()
-    uvicorn.run(
-        create_app(settings),
+    run(
+        settings,
         host=host or settings.api_host,
         port=port or settings.api_port,
-        log_level="info",
-        access_log=False,
+        workers=workers or default_workers(),
     )
 
 
