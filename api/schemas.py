@@ -42,6 +42,28 @@ class CallCounters(BaseModel):
     follow_up_calls: int
 
 
+class CallsByOutcome(BaseModel):
+    """Call records by `call_status`."""
+
+    completed: int
+    failed: int
+    busy: int
+    no_answer: int
+
+
+class StatsWindow(BaseModel):
+    """Call records whose `occurred_at` lies in the current minute and the N - 1 before."""
+
+    minutes: int
+    calls: CallsByOutcome
+    attempts: int
+    connect_rate: float | None = Field(description="completed / attempts; null without attempts.")
+    dials_per_minute: float = Field(description="attempts / minutes.")
+    avg_talk_seconds: float | None = Field(
+        description="Talk time / completed calls; null without completed calls."
+    )
+
+
 class CampaignStats(BaseModel):
     """`GET /campaigns/{id}/stats`."""
 
@@ -55,6 +77,11 @@ class CampaignStats(BaseModel):
     in_flight_contacts: int
     total_call_attempts: int
     follow_up_attempts: int
+    window: StatsWindow | None = Field(
+        default=None,
+        description="Only with `?window=`, and then always: the call records of the last N"
+        " minutes by their occurred_at. Without it the stats have exactly the keys above.",
+    )
 
 
 class BatchCounters(BaseModel):
@@ -96,3 +123,33 @@ class Problem(BaseModel):
     """An error."""
 
     detail: str
+
+
+class TimeseriesPoint(BaseModel):
+    """The call records whose `occurred_at` lies in [start, the next point's start)."""
+
+    start: str = Field(description="The point's start, ISO 8601 in the requested time zone.")
+    calls: CallsByOutcome
+    follow_up_calls: int = Field(description="Call records with `is_follow_up`.")
+    attempts: int = Field(description="Call records in the point (the four outcomes).")
+    connect_rate: float | None = Field(description="completed / attempts; null without attempts.")
+    talk_seconds: float = Field(description="Sum of the records' `duration_seconds`.")
+    avg_talk_seconds: float | None = Field(
+        description="talk_seconds / completed; null without completed calls."
+    )
+
+
+class Timeseries(BaseModel):
+    """`GET /campaigns/{id}/timeseries`: call records by event time, every point present."""
+
+    campaign_id: str
+    interval: str
+    tz: str = Field(description="The IANA time zone of the points' starts.")
+    from_: str = Field(
+        alias="from", description="The first point's start: `from` floored to the interval."
+    )
+    to: str = Field(
+        description="End of the data: `to` rounded up to the bucket (1 minute for 1m and 5m,"
+        " 15 minutes for 15m, 1h and 1d)."
+    )
+    points: list[TimeseriesPoint]

@@ -32,7 +32,12 @@ Resolution = Literal["m", "q"]
 
 
 class TimeWindowError(DialerStatsError, ValueError):
-    """A time series or window that cannot be answered; the message says why (HTTP 422)."""
+    """A time series or window that cannot be answered; the message says why (HTTP 422),
+    `param` names the query parameter at fault."""
+
+    def __init__(self, message: str, param: str) -> None:
+        super().__init__(message)
+        self.param = param
 
 
 @dataclass(frozen=True)
@@ -96,7 +101,7 @@ def zone(name: str) -> ZoneInfo:
     """The IANA time zone `name`; TimeWindowError for anything else."""
     if len(name) > 64 or name not in _zone_names():
         raise TimeWindowError(
-            f"unknown time zone {name[:64]!r}: use an IANA name like Europe/Paris"
+            f"unknown time zone {name[:64]!r}: use an IANA name like Europe/Paris", "tz"
         )
     return ZoneInfo(name)
 
@@ -107,12 +112,13 @@ def instant(text: str, where: ZoneInfo, name: str) -> datetime:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise TimeWindowError(
-            f"{name} is not an ISO 8601 time: {text[:64]!r} (e.g. 2026-03-29T00:00:00+01:00)"
+            f"{name} is not an ISO 8601 time: {text[:64]!r} (e.g. 2026-03-29T00:00:00+01:00)",
+            name,
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=where)
     if not EARLIEST <= moment < LATEST:
-        raise TimeWindowError(f"{name} must lie between 1970 and 2200")
+        raise TimeWindowError(f"{name} must lie between 1970 and 2200", name)
     return moment
 
 
@@ -129,12 +135,14 @@ def plan(interval: str, start: str | None, end: str | None, tz: str | None, now_
     """The series for the query (defaults: to = now, from = 24 h before to, tz = UTC)."""
     step = INTERVALS.get(interval)
     if step is None:
-        raise TimeWindowError(f"interval must be one of {', '.join(INTERVALS)}, not {interval!r}")
+        raise TimeWindowError(
+            f"interval must be one of {', '.join(INTERVALS)}, not {interval[:16]!r}", "interval"
+        )
     where = zone(tz or "UTC")
     upto = instant(end, where, "to") if end else datetime.fromtimestamp(now_ms / 1000, UTC)
     since = instant(start, where, "from") if start else upto - DEFAULT_SPAN
     if since >= upto:
-        raise TimeWindowError("from must be before to")
+        raise TimeWindowError("from must be before to", "from")
     nominal = (upto - since) / timedelta(minutes=step.minutes)
     if nominal > MAX_POINTS + 1:  # a generous bound before the exact count below
         raise _too_many(int(nominal), step)
@@ -149,13 +157,15 @@ def plan(interval: str, start: str | None, end: str | None, tz: str | None, now_
     if starts[0] < now_ms - RETENTION_MS[resolution]:
         oldest = iso(now_ms - RETENTION_MS[resolution], where)
         raise TimeWindowError(
-            f"from is too old: {RETENTION_TEXT[resolution]} (from must be after {oldest})"
+            f"from is too old: {RETENTION_TEXT[resolution]} (from must be after {oldest})",
+            "from",
         )
     grain = STEP_MS[resolution]
     if any(s % grain for s in (*starts, end_ms)):  # a day starting off the quarter hours
         raise TimeWindowError(
             f"time zone {where.key} was not offset from UTC by whole quarter hours then:"
-            " its days are not made of buckets"
+            " its days are not made of buckets",
+            "tz",
         )
     until_ms = -(-until // grain) * grain
     return Series(step, where, tuple(starts), end_ms, until_ms)
@@ -164,7 +174,8 @@ def plan(interval: str, start: str | None, end: str | None, tz: str | None, now_
 def _too_many(points: int, step: Interval) -> TimeWindowError:
     return TimeWindowError(
         f"{points} points of {step.name} exceed the limit of {MAX_POINTS}:"
-        " shorten the range or use a longer interval"
+        " shorten the range or use a longer interval",
+        "from",
     )
 
 
@@ -174,7 +185,8 @@ def _is_start(ms: int, step: Interval, where: ZoneInfo) -> bool:
     if offset % timedelta(milliseconds=STEP_MS[step.resolution]):
         raise TimeWindowError(
             f"time zone {where.key} was offset from UTC by {offset} then, not by whole"
-            f" {STEP_MS[step.resolution] // 60_000} minutes: its intervals are not made of buckets"
+            f" {STEP_MS[step.resolution] // 60_000} minutes: its intervals are not made of buckets",
+            "tz",
         )
     return local.second == 0 and (local.hour * 60 + local.minute) % step.minutes == 0
 
@@ -184,14 +196,14 @@ def _ticks(first: int, until: int, step: Interval, where: ZoneInfo) -> tuple[lis
     interval, from the last one at or before `first` to the first one at or after `until`."""
     grain = STEP_MS[step.resolution]
     at = first - first % grain
-    # A DST change moves local time by an hour or less: going back an interval and two
-    # hours always reaches a point start.
+    # A DST change moves local time by two hours at most (Antarctica/Troll): going back an
+    # interval and two hours always reaches a point start.
     for _ in range((step.minutes + 120) * 60_000 // grain + 1):
         if _is_start(at, step, where):
             break
         at -= grain
     else:  # pragma: no cover - no zone shifts its clocks by more than two hours
-        raise TimeWindowError(f"no {step.name} point starts near from in {where.key}")
+        raise TimeWindowError(f"no {step.name} point starts near from in {where.key}", "tz")
     starts = [at]
     while True:
         at += grain
@@ -269,7 +281,8 @@ def window_minutes(text: str) -> int:
         minutes = int(match[1]) * (60 if match[2] == "h" else 1)
     if not 1 <= minutes <= MAX_WINDOW_MINUTES:
         raise TimeWindowError(
-            f"window must be minutes or hours from 1m to 24h (like 15m or 2h), not {text[:32]!r}"
+            f"window must be minutes or hours from 1m to 24h (like 15m or 2h), not {text[:32]!r}",
+            "window",
         )
     return minutes
 

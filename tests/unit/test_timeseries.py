@@ -197,35 +197,40 @@ def test_defaults_are_the_last_24_hours_in_utc() -> None:
 
 
 @pytest.mark.parametrize(
-    ("interval", "start", "end", "tz", "message"),
+    ("interval", "start", "end", "tz", "param", "message"),
     [
-        ("2m", None, None, None, "interval must be one of 1m, 5m, 15m, 1h, 1d"),
-        ("1h", None, None, "Mars/Olympus", "unknown time zone"),
-        ("1h", None, None, "utc", "unknown time zone"),
-        ("1h", None, None, "localtime", "unknown time zone"),
-        ("1h", None, None, "../../etc/passwd", "unknown time zone"),
-        ("1h", "2026-11-29T10:00Z", "2026-11-29T10:00Z", None, "from must be before to"),
-        ("1h", "2026-11-29T11:00Z", "2026-11-29T10:00Z", None, "from must be before to"),
-        ("1m", "2026-11-28T10:00Z", "2026-11-29T11:01Z", None, "1501 points of 1m exceed"),
-        ("1m", "2026-11-27T10:00Z", "2026-11-29T10:00Z", None, "points of 1m exceed"),
-        ("5m", "2026-11-27T11:59Z", "2026-11-27T12:30Z", None, "kept 48 hours"),
-        ("1d", "2026-10-20", "2026-10-30", None, "kept 35 days"),
-        ("1h", "yesterday", None, None, "from is not an ISO 8601 time"),
-        ("1h", None, "2026-13-01", None, "to is not an ISO 8601 time"),
-        ("1h", "1969-12-31T00:00Z", None, None, "between 1970 and 2200"),
+        ("2m", None, None, None, "interval", "interval must be one of 1m, 5m, 15m, 1h, 1d"),
+        ("1h", None, None, "Mars/Olympus", "tz", "unknown time zone"),
+        ("1h", None, None, "utc", "tz", "unknown time zone"),
+        ("1h", None, None, "localtime", "tz", "unknown time zone"),
+        ("1h", None, None, "../../etc/passwd", "tz", "unknown time zone"),
+        ("1h", "2026-11-29T10:00Z", "2026-11-29T10:00Z", None, "from", "from must be before to"),
+        ("1h", "2026-11-29T11:00Z", "2026-11-29T10:00Z", None, "from", "from must be before to"),
+        ("1m", "2026-11-28T10:00Z", "2026-11-29T11:01Z", None, "from", "1501 points of 1m exceed"),
+        ("1m", "2026-11-27T10:00Z", "2026-11-29T10:00Z", None, "from", "points of 1m exceed"),
+        ("5m", "2026-11-27T11:59Z", "2026-11-27T12:30Z", None, "from", "kept 48 hours"),
+        ("1d", "2026-10-20", "2026-10-30", None, "from", "kept 35 days"),
+        ("1h", "yesterday", None, None, "from", "from is not an ISO 8601 time"),
+        ("1h", None, "2026-13-01", None, "to", "to is not an ISO 8601 time"),
+        ("1h", "1969-12-31T00:00Z", None, None, "from", "between 1970 and 2200"),
     ],
 )
 def test_limits_are_errors_that_say_why(
-    interval: str, start: str | None, end: str | None, tz: str | None, message: str
+    interval: str, start: str | None, end: str | None, tz: str | None, param: str, message: str
 ) -> None:
-    """Unknown interval or zone, from >= to, > 1,500 points, beyond retention, bad times."""
-    with pytest.raises(TimeWindowError, match=message):
+    """Unknown interval or zone, from >= to, > 1,500 points, beyond retention, bad times:
+    an error naming the parameter at fault."""
+    with pytest.raises(TimeWindowError, match=message) as raised:
         plan(interval, start, end, tz, ms("2026-11-29T12:00:00+00:00"))
+    assert raised.value.param == param
 
 
 def test_exactly_1500_points_are_allowed() -> None:
+    """25 hours of minutes; so is the dashboard's day view at 1m on a 25-hour day."""
     series = plan("1m", "2026-11-28T12:00Z", "2026-11-29T13:00Z", None, ms("2026-11-29T13:00Z"))
     assert len(series.starts) == MAX_POINTS
+    day = plan("1m", "2026-10-25", "2026-10-26", "Europe/Paris", ms("2026-10-26T00:00Z"))
+    assert len(day.starts) == MAX_POINTS
 
 
 def test_figures_divide_only_by_what_is_there() -> None:
@@ -254,8 +259,9 @@ def test_window_lengths(text: str, minutes: int) -> None:
     "text", ["0m", "25h", "1441m", "15", "m", "1d", "15M", " 15m", "-1m", "01m"]
 )
 def test_window_lengths_out_of_range_are_errors(text: str) -> None:
-    with pytest.raises(TimeWindowError, match="window must be"):
+    with pytest.raises(TimeWindowError, match="window must be") as raised:
         window_minutes(text)
+    assert raised.value.param == "window"
 
 
 def test_a_window_is_the_current_minute_and_the_ones_before() -> None:

@@ -1,0 +1,149 @@
+"""Call records by event time: a campaign's time series, and the `window` of its stats."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+
+from api import reads
+from api.caching import cache_headers, json_response, matches, not_modified, revision_etag
+from api.deps import CampaignId, StoreDep, TokenDep, owner_check
+from api.schemas import Problem, Timeseries
+from processors.domain.timeseries import (
+    IntervalName,
+    TimeWindowError,
+    plan,
+    series_view,
+    window_minutes,
+    window_range,
+    window_view,
+)
+from processors.domain.views import stats_view
+from processors.store.client import Store
+
+router = APIRouter(prefix="/api/v1", tags=["timeseries"])
+
+#: Bumped whenever the rendering of a series or a window changes: old ETags stop matching.
+_RENDERING = "1"
+
+WindowQuery = Annotated[
+    str | None,
+    Query(
+        description="Add `window`: call records whose occurred_at lies in the last N minutes"
+        " (1m ... 24h, like `15m` or `2h`), counted by minute: the current minute and the"
+        " N - 1 before it.",
+        examples=["15m"],
+    ),
+]
+
+
+def now_ms() -> int:
+    """The API's clock, in ms since the epoch."""
+    return time.time_ns() // 1_000_000
+
+
+def _unprocessable(error: TimeWindowError, query: dict[str, str | None]) -> RequestValidationError:
+    """422 in FastAPI's own shape, as for any other invalid query value."""
+    return RequestValidationError(
+        [
+            {
+                "type": "value_error",
+                "loc": ("query", error.param),
+                "msg": str(error),
+                "input": query.get(error.param),
+            }
+        ]
+    )
+
+
+@router.get(
+    "/campaigns/{campaign_id}/timeseries",
+    response_model=Timeseries,
+    responses={
+        304: {"description": "Not modified (If-None-Match)"},
+        401: {"model": Problem, "description": "Missing, invalid or revoked token"},
+        404: {"model": Problem, "description": "No such campaign in your organization"},
+        503: {"model": Problem, "description": "The stats store is unavailable"},
+    },
+)
+async def campaign_timeseries(
+    request: Request,
+    campaign_id: CampaignId,
+    token: TokenDep,
+    store: StoreDep,
+    interval: Annotated[
+        IntervalName,
+        Query(description="Point length; 1m and 5m are kept 48 hours, 15m, 1h and 1d 35 days."),
+    ],
+    start: Annotated[
+        str | None,
+        Query(
+            alias="from",
+            description="ISO 8601; floored to the interval in `tz` (1d: local midnight)."
+            " A time without offset, or a date, is read in `tz`. Default: 24 hours before `to`.",
+            examples=["2026-03-29T00:00:00+01:00"],
+        ),
+    ] = None,
+    end: Annotated[
+        str | None,
+        Query(
+            alias="to",
+            description="ISO 8601, exclusive (the bucket containing it counts whole)."
+            " Default: now.",
+        ),
+    ] = None,
+    tz: Annotated[
+        str,
+        Query(description="IANA time zone of the points' starts.", examples=["Europe/Paris"]),
+    ] = "UTC",
+) -> Response:
+    """Call records by their own occurred_at: one point per interval, zeros included.
+
+    Points start on multiples of the interval in local time (1d at local midnight, so a day
+    across a DST change is 23 or 25 hours). Exact like the counters: a duplicate changes
+    nothing, and a corrected call record leaves its old point for its new one.
+
+    422 for an unknown interval or time zone, `from` not before `to`, `from` older than the
+    interval's retention, or more than 1,500 points.
+    """
+    org, fields, _ = await reads.head(store, token, campaign_id)
+    owner_check(org, fields.get("org"))
+    try:
+        series = plan(interval, start, end, tz, now_ms())
+    except TimeWindowError as error:
+        raise _unprocessable(error, {"from": start, "to": end, "tz": tz}) from None
+    first = series.starts[0]
+    variant = f"timeseries{_RENDERING}:{interval}:{series.zone.key}:{first}:{series.until_ms}"
+    # The revision is read before the buckets: a body is never named by an older revision
+    # than its own, so a 304 never keeps a client on a series that has since changed.
+    etag = revision_etag(campaign_id, fields, variant)
+    headers = cache_headers(etag, fields)
+    if matches(request.headers.get("if-none-match"), etag):
+        return not_modified(headers)
+    buckets = await store.series(campaign_id, series.interval.resolution, first, series.until_ms)
+    return json_response(series_view(campaign_id, series, buckets), headers)
+
+
+async def windowed_stats_answer(
+    store: Store, token: str, campaign_id: str, if_none_match: str | None, window: str
+) -> Response:
+    """The stats with their `window` (`GET /campaigns/{id}/stats?window=15m`), or 304;
+    HTTPException 401/404/422."""
+    org, fields = await reads.stats(store, token, campaign_id)
+    owner_check(org, fields.get("org"))
+    try:
+        minutes = window_minutes(window)
+    except TimeWindowError as error:
+        raise _unprocessable(error, {"window": window}) from None
+    now = now_ms()
+    start, end = window_range(minutes, now)
+    etag = revision_etag(campaign_id, fields, f"window{_RENDERING}:{minutes}:{start}")
+    headers = cache_headers(etag, fields)
+    if matches(if_none_match, etag):
+        return not_modified(headers)
+    buckets = await store.series(campaign_id, "m", start, end)
+    body = {**stats_view(campaign_id, fields), "window": window_view(minutes, now, buckets)}
+    return json_response(body, headers)
