@@ -1,19 +1,24 @@
 // dialer-stats dashboard: plain JS, no build step. Stats are pushed over Server-Sent
-// Events; on every push the batches table is refreshed with an ETag (304 when unchanged).
+// Events; on every push the batches table is refreshed with an ETag (304 when unchanged),
+// and so are the charts of call records by event time (uPlot, vendored), which are also
+// polled: time moves on even when no event arrives.
 "use strict";
 const $ = (id) => document.getElementById(id);
 const state = { token: localStorage.getItem("dialerStatsToken") || "", campaign: "", etags: {}, source: null, stats: null };
 $("token").value = state.token;
 
-function headers(path) {
+// ETags are kept per slot (by default the path): a chart whose query moves with the clock
+// keeps one entry, and sends it only while its query is the same.
+function headers(path, slot) {
   const h = { Authorization: "Bearer " + state.token };
-  if (state.etags[path]) h["If-None-Match"] = state.etags[path].etag;
+  const cached = state.etags[slot];
+  if (cached && cached.path === path) h["If-None-Match"] = cached.etag;
   return h;
 }
 
-async function get(path) {
-  const response = await fetch(path, { headers: headers(path), cache: "no-store" });
-  if (response.status === 304) return { body: state.etags[path].body, changed: false, response };
+async function get(path, slot = path) {
+  const response = await fetch(path, { headers: headers(path, slot), cache: "no-store" });
+  if (response.status === 304) return { body: state.etags[slot].body, changed: false, response };
   if (!response.ok) {
     let detail = response.statusText;
     try { detail = (await response.json()).detail; } catch (e) { /* not JSON */ }
@@ -21,7 +26,7 @@ async function get(path) {
   }
   const body = await response.json();
   const etag = response.headers.get("ETag");
-  if (etag) state.etags[path] = { etag, body };
+  if (etag) state.etags[slot] = { path, etag, body };
   return { body, changed: true, response };
 }
 
@@ -77,6 +82,7 @@ function follow() {
     state.stats = JSON.parse(message.data);
     state.revision = message.lastEventId;
     refreshBatches();
+    scheduleCharts(1000);
   });
   state.source.addEventListener("revoked", () => {
     state.source.close();  // reconnecting would only get a 401
@@ -98,14 +104,147 @@ async function connect() {
     state.campaign = body.campaigns[0] || "";
     $("status").textContent = body.campaigns.length ? `organization ${body.organization_id}` : "no campaigns yet";
     follow();
+    resetCharts();
   } catch (error) {
     $("status").textContent = String(error.message || error);
     $("status").className = "error";
   }
 }
 
+// -- charts: call records by their own occurred_at, from the timeseries endpoint ---------
+
+const OUTCOMES = [["completed", "#2e9d5b"], ["failed", "#d64545"], ["busy", "#e0a030"], ["no_answer", "#8a94a6"]];
+const ZONE = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+const CHART_HEIGHT = 220;
+const charts = {};  // element id -> { chart, points }
+let chartTimer = null;
+let chartsRunning = null;
+
+// Stacked bars: each outcome's bar reaches the sum of it and the outcomes before it, and
+// the tallest is drawn first; then the connect rate in percent.
+function chartData(points) {
+  const xs = points.map((p) => Date.parse(p.start) / 1000);
+  const stacks = [];
+  let below = points.map(() => 0);
+  for (const [name] of OUTCOMES) {
+    below = below.map((v, i) => v + points[i].calls[name]);
+    stacks.push(below);
+  }
+  const rate = points.map((p) => (p.connect_rate === null ? null : 100 * p.connect_rate));
+  return [xs, ...stacks.reverse(), rate];
+}
+
+function makeChart(id, yLabel) {
+  const holder = { points: [] };
+  const bars = uPlot.paths.bars({ size: [0.9, 48], align: 1 });
+  const series = [{}];
+  for (const [name, color] of OUTCOMES.slice().reverse()) {
+    series.push({
+      label: name, fill: color, stroke: color, width: 0, paths: bars, points: { show: false },
+      value: (u, v, si, i) => (i == null || !holder.points[i] ? "–" : String(holder.points[i].calls[name])),
+    });
+  }
+  series.push({
+    label: "connect rate", scale: "%", stroke: "#3b6fd8", width: 2, points: { show: false },
+    value: (u, v) => (v == null ? "–" : v.toFixed(1) + " %"),
+  });
+  const el = $(id);
+  holder.chart = new uPlot({
+    width: el.clientWidth || 800, height: CHART_HEIGHT, series,
+    scales: { y: { range: (u, min, max) => [0, Math.max(1, Math.ceil(max * 1.1))] }, "%": { range: [0, 100] } },
+    axes: [
+      {},
+      { label: yLabel, size: 56 },
+      { scale: "%", side: 1, grid: { show: false }, values: (u, ticks) => ticks.map((t) => t + " %") },
+    ],
+  }, chartData([]), el);
+  charts[id] = holder;
+  return holder;
+}
+
+function hourKpis(points) {
+  let attempts = 0, completed = 0, talk = 0;
+  for (const p of points) { attempts += p.attempts; completed += p.calls.completed; talk += p.talk_seconds; }
+  const rate = attempts ? completed / attempts : null;
+  $("hour-kpis").innerHTML = [
+    ["connect-rate", "Connect rate", rate === null ? "–" : (100 * rate).toFixed(1) + " %", rate],
+    ["attempts", "Calls", String(attempts), attempts],
+    ["per-minute", "Calls / minute", (attempts / Math.max(1, points.length)).toFixed(1), attempts / Math.max(1, points.length)],
+    ["avg-talk", "Avg talk (completed)", completed ? (talk / completed).toFixed(0) + " s" : "–", completed ? talk / completed : null],
+  ].map(([key, label, text, value]) =>
+    `<div class="kpi" id="hour-${key}" data-value="${value === null ? "" : value}"><b>${text}</b>${label}</div>`
+  ).join("");
+}
+
+async function drawSeries(id, yLabel, path, after) {
+  const holder = charts[id] || makeChart(id, yLabel);
+  try {
+    const { body, changed } = await get(path, id);
+    if (!changed && holder.points === body.points) return;
+    holder.points = body.points;
+    holder.chart.setData(chartData(body.points));
+    $(id).dataset.interval = body.interval;
+    $(id).dataset.points = String(body.points.length);
+    $(id).dataset.attempts = String(body.points.reduce((n, p) => n + p.attempts, 0));
+    $(id).title = "";
+    delete $(id).dataset.error;
+    if (after) after(body);
+  } catch (error) {
+    $(id).title = String(error.message || error);
+    $(id).dataset.error = $(id).title;
+  }
+}
+
+function localDate() {
+  const d = new Date();
+  return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, "0")}-${String(d.getDate()).padStart(2, "0")}`;
+}
+
+async function refreshCharts() {
+  if (!state.campaign || typeof uPlot === "undefined") return;
+  const base = `/api/v1/campaigns/${encodeURIComponent(state.campaign)}/timeseries`;
+  const tz = encodeURIComponent(ZONE);
+  // The current minute and the 59 before it; `to` defaults to now.
+  const hourFrom = new Date(Math.floor(Date.now() / 60000) * 60000 - 59 * 60000).toISOString();
+  await drawSeries("minute-chart", "calls / min",
+    `${base}?interval=1m&from=${encodeURIComponent(hourFrom)}&tz=${tz}`, (body) => hourKpis(body.points));
+  const interval = $("interval").value;
+  await drawSeries("day-chart", `calls / ${interval}`, `${base}?interval=${interval}&from=${localDate()}&tz=${tz}`,
+    (body) => { $("day-note").textContent = `${body.tz} · from ${body.from}`; });
+}
+
+// At most one refresh at a time, and at most one waiting.
+function scheduleCharts(delay) {
+  if (chartTimer !== null) return;
+  chartTimer = setTimeout(async () => {
+    if (chartsRunning) await chartsRunning;
+    chartTimer = null;
+    chartsRunning = refreshCharts().finally(() => { chartsRunning = null; });
+  }, delay);
+}
+
+function dropChart(id) {
+  if (!charts[id]) return;
+  charts[id].chart.destroy();
+  delete charts[id];
+  delete state.etags[id];
+  for (const key of ["interval", "points", "attempts", "error"]) delete $(id).dataset[key];
+}
+
+function resetCharts() {
+  for (const id of Object.keys(charts)) dropChart(id);
+  $("hour-kpis").innerHTML = "";
+  scheduleCharts(0);
+}
+
+setInterval(() => scheduleCharts(0), 15000);
+window.addEventListener("resize", () => {
+  for (const [id, holder] of Object.entries(charts)) holder.chart.setSize({ width: $(id).clientWidth, height: CHART_HEIGHT });
+});
+$("interval").addEventListener("change", () => { dropChart("day-chart"); scheduleCharts(0); });
+
 $("connect").addEventListener("click", connect);
-$("campaign").addEventListener("change", (e) => { state.campaign = e.target.value; follow(); });
+$("campaign").addEventListener("change", (e) => { state.campaign = e.target.value; follow(); resetCharts(); });
 const fromUrl = new URLSearchParams(location.hash.slice(1)).get("token");
 if (fromUrl) { $("token").value = fromUrl; }
 if ($("token").value) connect();

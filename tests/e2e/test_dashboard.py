@@ -1,4 +1,5 @@
-"""The dashboard in headless Chromium: shows what the API says and follows new events."""
+"""The dashboard in headless Chromium: shows what the API says and follows new events;
+its charts of call records by event time show the calls and the connect rate."""
 
 from __future__ import annotations
 
@@ -6,7 +7,10 @@ import itertools
 import json
 import os
 import shutil
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
 
 from playwright.sync_api import sync_playwright
 
@@ -15,7 +19,7 @@ from processors.tools.simulate import Simulation
 from tests.conftest import wait_until
 from tests.e2e.conftest import Proc, run_cli, token
 from tests.e2e.test_pipeline import matches
-from tests.oracle import Expected
+from tests.oracle import Expected, latest
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = [
@@ -29,11 +33,33 @@ def produce(infra: EmbeddedInfra, path: Path, events: list[dict[str, object]]) -
     assert run_cli(infra, "produce", str(path)).returncode == 0
 
 
+def chart(page: Any, element: str) -> dict[str, Any]:
+    """What a chart shows: its canvases, points and calls (set when it draws a series)."""
+    return page.evaluate(  # type: ignore[no-any-return]
+        """(id) => {
+          const el = document.getElementById(id);
+          return {
+            canvases: el.querySelectorAll("canvas").length,
+            legend: [...el.querySelectorAll(".u-legend .u-label")].map((l) => l.textContent),
+            interval: el.dataset.interval || "",
+            points: Number(el.dataset.points || -1),
+            attempts: Number(el.dataset.attempts || -1),
+            error: el.dataset.error || "",
+          };
+        }""",
+        element,
+    )
+
+
 def test_dashboard_shows_the_numbers_and_updates(
     infra: EmbeddedInfra, worker: Proc, api_url: str, tmp_path: Path
 ) -> None:
-    """Contact bars equal the API's stats, then change when new events arrive."""
-    events = list(itertools.islice(Simulation(campaigns=1, seed=41, prefix="dash").events(), 1500))
+    """Contact bars equal the API's stats, then change when new events arrive; the last
+    hour's chart and connect rate, and today's chart, count every call record."""
+    # Event times from half an hour ago (the simulation runs about six minutes of them).
+    start = datetime.now(UTC) - timedelta(minutes=30)
+    simulation = Simulation(campaigns=1, seed=41, prefix="dash", start=start)
+    events = list(itertools.islice(simulation.events(), 1500))
     first, rest = events[:800], events[800:]
     produce(infra, tmp_path / "first.jsonl", first)
     expected = Expected(first)
@@ -62,6 +88,47 @@ def test_dashboard_shows_the_numbers_and_updates(
         final = Expected(events).stats(campaign)["contact_counts"]
         assert final != want
         wait_until(lambda: bars(page) == final, timeout=60, what="the dashboard to update")
+
+        calls = Expected(events).stats(campaign)
+        attempts = calls["total_call_attempts"]
+        rate = calls["call_counters"]["completed_calls"] / attempts
+        wait_until(
+            lambda: chart(page, "minute-chart")["attempts"] == attempts,
+            timeout=30,
+            what="the last hour's chart to count every call",
+        )
+        shown = chart(page, "minute-chart")
+        assert shown["canvases"] >= 1 and shown["points"] == 60 and not shown["error"]
+        assert shown["interval"] == "1m"
+        assert shown["legend"][1:] == ["no_answer", "busy", "failed", "completed", "connect rate"]
+        kpi = page.locator("#hour-connect-rate")
+        assert float(kpi.get_attribute("data-value") or "nan") == rate
+        assert abs(float(kpi.locator("b").inner_text().removesuffix(" %")) - 100 * rate) <= 0.05
+        assert page.locator("#hour-attempts b").inner_text() == str(attempts)
+
+        # today, in the browser's zone: the records since its local midnight
+        zone = ZoneInfo(page.evaluate("Intl.DateTimeFormat().resolvedOptions().timeZone"))
+        midnight = datetime.now(zone).replace(hour=0, minute=0, second=0, microsecond=0)
+        today = sum(
+            1
+            for e in latest(events).values()
+            if e["event_type"] == "call_record.completed"
+            and datetime.fromisoformat(e["occurred_at"].replace("Z", "+00:00")) >= midnight
+        )
+
+        def day_chart() -> tuple[str, int]:
+            shown = chart(page, "day-chart")
+            return shown["interval"], shown["attempts"]
+
+        for interval in ("5m", "1h"):
+            page.select_option("#interval", interval)
+            wait_until(
+                lambda want=(interval, today): day_chart() == want,  # type: ignore[misc]
+                timeout=30,
+                what=f"today's chart at {interval} to count every call of today",
+            )
+        assert chart(page, "day-chart")["canvases"] >= 1
+        page.select_option("#interval", "15m")
         shot = os.environ.get("DIALER_STATS_SCREENSHOT") or str(tmp_path / "dashboard.png")
         page.screenshot(path=shot, full_page=True)
         browser.close()
