@@ -167,6 +167,14 @@ def simulate(
         float,
         typer.Option(min=0.0, max=1.0, help="With --mongodb: events lost before Kafka."),
     ] = 0.0,
+    wall_clock: Annotated[
+        bool,
+        typer.Option(
+            "--wall-clock",
+            help="Event times from the wall clock, as live traffic (default: a simulated"
+            " clock from 2026-05-08 09:00 UTC, reproducible by seed).",
+        ),
+    ] = False,
 ) -> None:
     """Generate realistic dialer traffic and publish it (and, with --mongodb, write the
     dialer's database first: a dual write, with --drop-rate gaps)."""
@@ -176,7 +184,17 @@ def simulate(
         raise typer.Exit(2)
     with suppress(KeyboardInterrupt):
         asyncio.run(
-            _simulate(settings, campaigns, organizations, rate, seed, limit, mongodb, drop_rate)
+            _simulate(
+                settings,
+                campaigns,
+                organizations,
+                rate,
+                seed,
+                limit,
+                mongodb,
+                drop_rate,
+                wall_clock,
+            )
         )
 
 
@@ -189,6 +207,7 @@ async def _simulate(
     limit: int,
     mongodb: str | None = None,
     drop_rate: float = 0.0,
+    wall_clock: bool = False,
 ) -> None:
     import itertools
     import json
@@ -197,7 +216,9 @@ async def _simulate(
     from processors.tools.produce import open_producer, route_raw
     from processors.tools.simulate import Simulation
 
-    simulation = Simulation(campaigns=campaigns, organizations=organizations, seed=seed)
+    simulation = Simulation(
+        campaigns=campaigns, organizations=organizations, seed=seed, wall_clock=wall_clock
+    )
     writer = DualWriter(settings, mongodb, drop_rate=drop_rate, seed=seed) if mongodb else None
     producer = await open_producer(settings)
     err.print(
@@ -356,7 +377,9 @@ def up(
         token = _demo_token(settings, organization="org_0_0")
         url = f"http://{settings.api_host}:{port}"
         _wait_http(f"{url}/healthz", timeout=30)
-        simulate = [*exe, "simulate", "--campaigns", str(campaigns), "--rate", str(rate)]
+        # live event times, so that the dashboard's charts of the last hour and today fill
+        simulate = [*exe, "simulate", "--wall-clock", "--campaigns", str(campaigns)]
+        simulate += ["--rate", str(rate)]
         if mongodb:
             # a dual write with gaps, and the reconciler that finds and repairs them
             simulate += ["--mongodb", mongodb, "--drop-rate", str(drop_rate)]

@@ -67,8 +67,11 @@ class Simulation:
         prefix: str = "",
         start: datetime | None = None,
         new_batch_rate: float = 0.01,
+        wall_clock: bool = False,
     ) -> None:
         self.rng = random.Random(seed)
+        #: event times from the wall clock (live traffic) instead of the simulated clock
+        self.wall_clock = wall_clock
         self.new_batch_rate = new_batch_rate
         self.batch_size = batch_size
         self.duplicate_rate = duplicate_rate
@@ -88,7 +91,12 @@ class Simulation:
     # -- helpers ---------------------------------------------------------------------
 
     def _now(self) -> str:
-        self.clock += timedelta(milliseconds=self.rng.randint(1, 500))
+        # drawn on either clock, so that a seed gives the same events on both
+        step = timedelta(milliseconds=self.rng.randint(1, 500))
+        if self.wall_clock:
+            self.clock = max(datetime.now(UTC), self.clock + timedelta(microseconds=1))
+        else:
+            self.clock += step
         return self.clock.isoformat().replace("+00:00", "Z")
 
     def _messy(self, status: str) -> str:
