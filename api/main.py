@@ -13,7 +13,7 @@ from api import metrics
 from api.errors import store_unavailable
 from api.live import Updates
 from api.readpath import ReadPath
-from api.routes import batches, dashboard, health, reconciliation, stats, stream
+from api.routes import batches, dashboard, health, reconciliation, stats, stream, timeseries
 from processors import StoreUnavailable
 from processors.settings import Settings
 from processors.store.client import Store, connect
@@ -51,6 +51,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     app.include_router(stats.router)
     app.include_router(stream.router)
     app.include_router(batches.router)
+    app.include_router(timeseries.router)
     app.include_router(reconciliation.router)
     app.include_router(health.router)
     app.include_router(dashboard.router)

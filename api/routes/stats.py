@@ -7,6 +7,7 @@ from fastapi import APIRouter, Request, Response
 from api import reads
 from api.caching import cache_headers, json_response, matches, not_modified, revision_etag
 from api.deps import CampaignId, OrgDep, StoreDep, TokenDep, owner_check
+from api.routes.timeseries import WindowQuery, windowed_stats_answer
 from api.schemas import CampaignList, CampaignStats, Problem
 from processors.domain.views import stats_view
 from processors.store.client import Store
@@ -32,10 +33,17 @@ async def list_campaigns(org: OrgDep, store: StoreDep) -> CampaignList:
     responses={**_ERRORS, 304: {"description": "Not modified (If-None-Match)"}},
 )
 async def campaign_stats(
-    request: Request, campaign_id: CampaignId, token: TokenDep, store: StoreDep
+    request: Request,
+    campaign_id: CampaignId,
+    token: TokenDep,
+    store: StoreDep,
+    window: WindowQuery = None,
 ) -> Response:
     """Live statistics of one campaign, read in O(1)."""
-    return await stats_answer(store, token, campaign_id, request.headers.get("if-none-match"))
+    if_none_match = request.headers.get("if-none-match")
+    if window is not None:
+        return await windowed_stats_answer(store, token, campaign_id, if_none_match, window)
+    return await stats_answer(store, token, campaign_id, if_none_match)
 
 
 async def stats_answer(
