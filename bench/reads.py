@@ -1,19 +1,29 @@
 """Reads: latency of the two endpoints at 1M and at 1k contacts, and the incumbent's
-approach (recount from per-contact state on every request) as the reference."""
+approach (recount from per-contact state on every request) as the reference; throughput of
+one API process at 50 keep-alive clients against a bare ASGI app (`bench.reference_app`)."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
+import redis
 import redis.asyncio as aioredis
 
-from bench.harness import Figure, median, percentile
+from api.serve import default_workers
+from bench import reference_app
+from bench.harness import Child, Figure, cpu_seconds, median, percentile
+from bench.load import Load, load
 from processors.domain.transitions import unpack_contact, unpack_record
+from processors.store import keys
 from processors.store.client import Store
+from processors.tools.embedded import EmbeddedInfra, free_port
 
 
 def latencies(
@@ -101,3 +111,160 @@ def run(
         )
     )
     return figures
+
+
+@dataclass(frozen=True)
+class Target:
+    """One read measured against the bare reference app."""
+
+    name: str
+    path: str
+    status: int
+    target: float | None
+    conditional: bool = False
+
+
+TARGETS = (
+    Target("GET /stats", "/stats", 200, 0.5),
+    Target("GET /stats, 304 (If-None-Match)", "/stats", 304, 0.7, conditional=True),
+    Target("GET /batches?limit=50", "/batches?limit=50", 200, 0.25),
+)
+HEALTHZ = Target("GET /healthz", "/healthz", 200, None)
+
+
+@dataclass
+class Side:
+    """The runs of one server in a comparison, and its CPU time per request in each."""
+
+    pid: int
+    runs: list[Load] = field(default_factory=list)
+    cpu_us: list[float] = field(default_factory=list)
+
+    def run(self, url: str, headers: dict[str, str], status: int, requests: int) -> None:
+        before = cpu_seconds(self.pid)
+        self.runs.append(load(url, headers=headers, total=requests, status=status))
+        self.cpu_us.append((cpu_seconds(self.pid) - before) / requests * 1e6)
+
+    @property
+    def rate(self) -> float:
+        return median([run.rate for run in self.runs])
+
+    def ratio(self, other: Side) -> float:
+        """The median ratio of the paired runs' rates."""
+        return median([a.rate / b.rate for a, b in zip(self.runs, other.runs, strict=True)])
+
+    def note(self) -> str:
+        latencies = [ms for run in self.runs for ms in run.latencies_ms]
+        return (
+            f"p50 {percentile(latencies, 50):.1f} ms, p99 {percentile(latencies, 99):.1f} ms,"
+            f" {median(self.cpu_us):.0f} us CPU per request"
+        )
+
+
+def throughput(
+    infra: EmbeddedInfra, workdir: Path, token: str, campaign_id: str, requests: int, rounds: int
+) -> list[Figure]:
+    """Requests per second of one API process at 50 keep-alive clients, each read beside
+    the bare reference app (one HGETALL of the campaign's stats hash as JSON, same uvicorn):
+    `rounds` pairs of runs, the reference first, the ratio of each pair, their median. Then
+    /healthz, and the stats read with one process per core against one process."""
+    key = keys.stats(campaign_id)
+    fields = redis.Redis.from_url(infra.valkey.url).hlen(key)
+    auth = {"Authorization": f"Bearer {token}"}
+    figures = []
+    api_port, reference_port = free_port(), free_port()
+    api = Child(infra, workdir / "api-1.log", "api", "--port", str(api_port), "--workers", "1")
+    try:
+        with reference_app.serve(
+            infra.valkey.url, key, reference_port, workdir / "reference.log"
+        ) as reference:
+            base = f"http://127.0.0.1:{api_port}"
+            _wait_up(f"{base}/healthz")
+            bare = f"http://127.0.0.1:{reference_port}/"
+            url = f"{base}/api/v1/campaigns/{campaign_id}"
+            etag = httpx.get(f"{url}/stats", headers=auth).headers["etag"]
+            targets = [(t, url + t.path) for t in TARGETS] + [(HEALTHZ, f"{base}/healthz")]
+            for target, target_url in targets:
+                headers = {**auth, "If-None-Match": etag} if target.conditional else auth
+                if target is HEALTHZ:
+                    headers = {}
+                load(target_url, headers=headers, total=300, status=target.status)  # warm up
+                load(bare, total=300)
+                ours, theirs = Side(api.process.pid), Side(reference.pid)
+                for _ in range(rounds):
+                    theirs.run(bare, {}, 200, requests)
+                    ours.run(target_url, headers, target.status, requests)
+                ratio = ours.ratio(theirs)
+                pairs = ", ".join(
+                    f"{a.rate / b.rate:.2f}" for a, b in zip(ours.runs, theirs.runs, strict=True)
+                )
+                figures.append(
+                    Figure(
+                        f"read {target.name}: one API process, 50 keep-alive clients",
+                        ours.rate,
+                        "req/s",
+                        theirs.rate,
+                        "bare ASGI app: HGETALL + JSON",
+                        ratio,
+                        f">= {target.target}" if target.target else "",
+                        ratio >= target.target if target.target else None,
+                        f"{ours.note()}; reference {theirs.note()}; {rounds} x {requests}"
+                        f" requests each, alternating, pair ratios {pairs}; the stats hash"
+                        f" has {fields} fields",
+                    )
+                )
+            figures.append(_scaling(infra, workdir, url + "/stats", auth, base, requests, rounds))
+    finally:
+        api.stop()
+    return figures
+
+
+def _scaling(
+    infra: EmbeddedInfra,
+    workdir: Path,
+    stats_url: str,
+    auth: dict[str, str],
+    single: str,
+    requests: int,
+    rounds: int,
+) -> Figure:
+    """GET /stats from `api` with its default process count against one process."""
+    workers = default_workers()
+    port = free_port()
+    many = Child(infra, workdir / "api-n.log", "api", "--port", str(port))
+    try:
+        _wait_up(f"http://127.0.0.1:{port}/healthz")
+        many_url = stats_url.replace(single, f"http://127.0.0.1:{port}")
+        load(many_url, headers=auth, total=300)
+        ones, alls = [], []
+        for _ in range(rounds):
+            ones.append(load(stats_url, headers=auth, total=requests))
+            alls.append(load(many_url, headers=auth, total=requests))
+    finally:
+        many.stop()
+    ratio = median([a.rate / b.rate for a, b in zip(alls, ones, strict=True)])
+    latencies = [ms for run in alls for ms in run.latencies_ms]
+    return Figure(
+        f"read GET /stats: api --workers {workers} (one per core), 50 keep-alive clients",
+        median([a.rate for a in alls]),
+        "req/s",
+        median([b.rate for b in ones]),
+        "one API process",
+        ratio,
+        "",
+        None,
+        f"p50 {percentile(latencies, 50):.1f} ms, p99 {percentile(latencies, 99):.1f} ms;"
+        f" {os.cpu_count()} CPUs shared with valkey and the load generator",
+    )
+
+
+def _wait_up(url: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer")

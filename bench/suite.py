@@ -34,15 +34,17 @@ class Sizes:
     fresh_seconds: float
     stream_clients: int
     database: int
+    read_requests: int  # per run of the read throughput figures (ab -n)
+    read_rounds: int  # alternating runs of the API and the reference app per figure
 
 
 FULL = Sizes(
     ingest=1_000_000, big=1_000_000, requests=500, recounts=5, fresh_seconds=20.0,
-    stream_clients=1000, database=100_000,
+    stream_clients=1000, database=100_000, read_requests=5000, read_rounds=5,
 )  # fmt: skip
 QUICK = Sizes(
     ingest=30_000, big=50_000, requests=100, recounts=2, fresh_seconds=5.0, stream_clients=100,
-    database=2_000,
+    database=2_000, read_requests=1000, read_rounds=3,
 )  # fmt: skip
 
 
@@ -66,12 +68,15 @@ def token_for(redis_url: str, org: str) -> str:
     return asyncio.run(create())
 
 
-def run(*, quick: bool, console: Console) -> dict[str, Any]:
-    """Every figure; returns the JSON report."""
+def run(*, quick: bool, console: Console, reads_only: bool = False) -> dict[str, Any]:
+    """Every figure (only the read path's with `reads_only`); returns the JSON report."""
     size = QUICK if quick else FULL
     figures: list[Figure] = []
     workdir = Path(tempfile.mkdtemp(prefix="dialer-bench-"))
     started = time.monotonic()
+    if reads_only:
+        figures += read_path(size, workdir, console)
+        return report(quick, started, figures)
 
     # Stack A: ingest, then freshness with a worker that has caught up.
     with EmbeddedInfra(Settings(topic_partitions=6)) as infra:
@@ -104,12 +109,7 @@ def run(*, quick: bool, console: Console) -> dict[str, Any]:
         )
         dataset.load(infra.broker.bootstrap, infra.valkey.url, [big, small], console)
         contacts = big.contacts + small.contacts
-        with api_process(infra, workdir) as url:
-            tok = token_for(infra.valkey.url, dataset.ORG)
-            figures += reads.run(
-                url, tok, infra.valkey.url, big.campaign_id, small.campaign_id,
-                size.requests, size.recounts,
-            )  # fmt: skip
+        figures += read_figures(infra, size, workdir, big, small, console)
         console.print("[bold]reconciliation[/bold]: full recompute")
         settings = Settings(
             kafka_bootstrap_servers=infra.broker.bootstrap, redis_url=infra.valkey.url
@@ -161,12 +161,52 @@ def run(*, quick: bool, console: Console) -> dict[str, Any]:
     with EmbeddedInfra(Settings(topic_partitions=6)) as infra:
         console.print(f"[bold]reconciliation from MongoDB[/bold]: {size.database:,} contacts")
         figures.append(database.run(infra, workdir, size.database, console))
+    return report(quick, started, figures)
+
+
+def report(quick: bool, started: float, figures: list[Figure]) -> dict[str, Any]:
     return {
         "quick": quick,
         "machine": machine(),
         "duration_seconds": round(time.monotonic() - started, 1),
         "figures": [f.to_dict() for f in figures],
     }
+
+
+def read_path(size: Sizes, workdir: Path, console: Console) -> list[Figure]:
+    """Only the read figures, on the read dataset (`bench --reads-only`)."""
+    with EmbeddedInfra(Settings(topic_partitions=6)) as infra:
+        big = dataset.Campaign("cmp_big", size.big, 200)
+        small = dataset.Campaign("cmp_small", 1_000, 50)
+        console.print(f"[bold]reads[/bold]: {big.contacts:,} + {small.contacts:,} contacts")
+        dataset.load(infra.broker.bootstrap, infra.valkey.url, [big, small], console)
+        return read_figures(infra, size, workdir, big, small, console)
+
+
+def read_figures(
+    infra: EmbeddedInfra,
+    size: Sizes,
+    workdir: Path,
+    big: dataset.Campaign,
+    small: dataset.Campaign,
+    console: Console,
+) -> list[Figure]:
+    """Latency at both sizes and the incumbent's recount, then throughput against the
+    bare ASGI reference, at one process and at one per core."""
+    tok = token_for(infra.valkey.url, dataset.ORG)
+    with api_process(infra, workdir) as url:
+        figures = reads.run(
+            url, tok, infra.valkey.url, big.campaign_id, small.campaign_id,
+            size.requests, size.recounts,
+        )  # fmt: skip
+    console.print(
+        f"[bold]read throughput[/bold]: {size.read_rounds} x {size.read_requests:,} requests"
+        " per read and server, 50 keep-alive clients"
+    )
+    figures += reads.throughput(
+        infra, workdir, tok, big.campaign_id, size.read_requests, size.read_rounds
+    )
+    return figures
 
 
 def render(report: dict[str, Any], console: Console) -> None:
@@ -190,10 +230,10 @@ def render(report: dict[str, Any], console: Console) -> None:
     )
 
 
-def main(*, quick: bool, as_json: bool) -> None:
+def main(*, quick: bool, as_json: bool, reads_only: bool = False) -> None:
     err = Console(stderr=True)
-    report = run(quick=quick, console=err)
+    result = run(quick=quick, console=err, reads_only=reads_only)
     if as_json:
-        print(json.dumps(report))
+        print(json.dumps(result))
     else:
-        render(report, Console(width=200) if not Console().is_terminal else Console())
+        render(result, Console(width=200) if not Console().is_terminal else Console())

@@ -315,11 +315,14 @@ def bench(
         bool, typer.Option("--quick", help="A small run (under two minutes).")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+    reads_only: Annotated[
+        bool, typer.Option("--reads-only", help="Only the read path's figures.")
+    ] = False,
 ) -> None:
     """Measure ingest, reads, freshness, memory and reconciliation against references."""
     from bench.suite import main as run_bench
 
-    run_bench(quick=quick, as_json=as_json)
+    run_bench(quick=quick, as_json=as_json, reads_only=reads_only)
 
 
 @token_cli.command("create")
