@@ -13,8 +13,16 @@ from fastapi.responses import StreamingResponse
 
 from api.deps import CAMPAIGN_NOT_FOUND, CampaignId, StoreDep, authenticate, presented_token
 from api.live import Updates
+from api.routes.timeseries import now_ms, unprocessable
 from api.schemas import Problem
+from processors.domain.timeseries import (
+    TimeWindowError,
+    window_minutes,
+    window_range,
+    window_view,
+)
 from processors.domain.views import stats_view
+from processors.store.client import Store
 
 router = APIRouter(prefix="/api/v1", tags=["stream"])
 
@@ -26,19 +34,27 @@ MAX_RATE = 10.0
 REVOKED = 'event: revoked\ndata: {"detail":"Invalid or revoked token"}\n\n'
 
 
-def _render(campaign_id: str, revision: int, fields: dict[str, str]) -> str:
-    """One SSE event; shared by every stream of the campaign at that revision."""
-    cached = _last.get(campaign_id)
+async def _render(
+    store: Store, campaign_id: str, revision: int, fields: dict[str, str], minutes: int | None
+) -> str:
+    """One SSE event; shared by every stream of the campaign at that revision (and window:
+    its figures are taken when the revision is first rendered)."""
+    cached = _last.get((campaign_id, minutes))
     if cached is not None and cached[0] == revision:
         return cached[1]
-    body = json.dumps(stats_view(campaign_id, fields), separators=(",", ":"))
+    view = stats_view(campaign_id, fields)
+    if minutes is not None:
+        now = now_ms()
+        start, end = window_range(minutes, now)
+        view["window"] = window_view(minutes, now, await store.series(campaign_id, "m", start, end))
+    body = json.dumps(view, separators=(",", ":"))
     text = f"id: {revision}\nevent: stats\ndata: {body}\n\n"
-    _last[campaign_id] = (revision, text)
+    _last[campaign_id, minutes] = (revision, text)
     return text
 
 
-#: The last rendered event per campaign: a thousand streams serialize it once.
-_last: dict[str, tuple[int, str]] = {}
+#: The last rendered event per campaign and window: a thousand streams serialize it once.
+_last: dict[tuple[str, int | None], tuple[int, str]] = {}
 
 
 @router.get(
@@ -61,8 +77,17 @@ async def stats_stream(
         Query(description="The token, for clients that cannot send headers (EventSource)."),
     ] = None,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    window: Annotated[
+        str | None,
+        Query(
+            description="Also carry, in each event, the window figures of `GET …/stats?window=`"
+            " (1m … 24h), taken when the event's revision is first sent.",
+            examples=["15m"],
+        ),
+    ] = None,
 ) -> StreamingResponse:
-    """Live stats: `event: stats` with the stats body, `id` = the campaign's revision.
+    """Live stats: `event: stats` with the stats body, `id` = the campaign's revision
+    (with `window`, the body also has the window figures, as `GET …/stats?window=`).
 
     A snapshot first (unless `Last-Event-ID` is the current revision), then one event per
     change, coalesced to at most 10 per second; a comment every 15 s keeps the connection
@@ -70,6 +95,12 @@ async def stats_stream(
     the current state, which is all it needs. The token is checked again at least once per
     heartbeat interval: a revoked token ends the stream with `event: revoked`.
     """
+    minutes = None
+    if window is not None:
+        try:
+            minutes = window_minutes(window)
+        except TimeWindowError as error:
+            raise unprocessable(error, {"window": window}) from None
     token = presented_token(authorization, access_token)
     org = await authenticate(store, token)
     if await store.campaign_owner(campaign_id) != org:
@@ -95,7 +126,7 @@ async def stats_stream(
                 fields = updates.latest.get(campaign_id) or await store.stats_fields(campaign_id)
                 revision = int(fields.get("rev", 0))
                 if revision != sent:
-                    yield _render(campaign_id, revision, fields)
+                    yield await _render(store, campaign_id, revision, fields, minutes)
                     sent, last_sent_at = revision, time.monotonic()
                 timed_out = not await _changed_within(changed, heartbeat)
                 # One HGET per heartbeat interval, whether the stream is idle or busy: a

@@ -45,7 +45,7 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _unprocessable(error: TimeWindowError, query: dict[str, str | None]) -> RequestValidationError:
+def unprocessable(error: TimeWindowError, query: dict[str, str | None]) -> RequestValidationError:
     """422 in FastAPI's own shape, as for any other invalid query value."""
     return RequestValidationError(
         [
@@ -114,7 +114,7 @@ async def campaign_timeseries(
     try:
         series = plan(interval, start, end, tz, now_ms())
     except TimeWindowError as error:
-        raise _unprocessable(error, {"from": start, "to": end, "tz": tz}) from None
+        raise unprocessable(error, {"from": start, "to": end, "tz": tz}) from None
     first = series.starts[0]
     variant = f"timeseries{_RENDERING}:{interval}:{series.zone.key}:{first}:{series.until_ms}"
     # The revision is read before the buckets: a body is never named by an older revision
@@ -137,7 +137,7 @@ async def windowed_stats_answer(
     try:
         minutes = window_minutes(window)
     except TimeWindowError as error:
-        raise _unprocessable(error, {"window": window}) from None
+        raise unprocessable(error, {"window": window}) from None
     now = now_ms()
     start, end = window_range(minutes, now)
     etag = revision_etag(campaign_id, fields, f"window{_RENDERING}:{minutes}:{start}")

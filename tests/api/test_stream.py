@@ -7,6 +7,7 @@ import json
 import random
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -105,3 +106,42 @@ async def test_a_valid_token_keeps_its_stream(app: Any, store: Store) -> None:
             assert not stream.done(), stream.result().text
             await asyncio.sleep(0.05)
         stream.cancel()
+
+
+async def test_a_stream_asked_for_a_window_carries_its_figures(app: Any, store: Store) -> None:
+    """`?window=15m`: each event has the window figures of the call records of the last 15
+    minutes by event time; without it the body is the stats body alone."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    statuses = ["completed", "completed", "busy", "no_answer"]
+    recent = []
+    for n, status_ in enumerate(statuses):
+        event = entity_event("cmp_0", "org_0", "record", 900 + n, 1)
+        event.update(call_status=status_, duration_seconds=30.0, is_follow_up=False)
+        event["occurred_at"] = (now - timedelta(minutes=n + 1)).isoformat().replace("+00:00", "Z")
+        recent.append(parsed(event))
+    await apply_events(store, [("t", 2, n, e) for n, e in enumerate(recent)])
+    token = await store.create_token("org_0")
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+        bad = await http.get(f"/api/v1/campaigns/cmp_0/stats/stream?access_token={token}&window=2d")
+        assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["query", "window"]
+        responses = []
+        for query in ("&window=15m", ""):
+            stream = asyncio.create_task(
+                http.get(f"/api/v1/campaigns/cmp_0/stats/stream?access_token={token}{query}")
+            )
+            responses.append(stream)
+
+            async def opened(count: int = len(responses)) -> bool:
+                return len(app.state.updates._waiters.get("cmp_0", ())) == count
+
+            await async_wait_until(opened, timeout=10, interval=0.02, what="the stream")
+        assert await store.revoke_token(token)
+        windowed, plain = [await asyncio.wait_for(s, timeout=HEARTBEAT * 6) for s in responses]
+    first = sse_events(windowed.text)[0]["data"]
+    assert first["window"]["minutes"] == 15
+    assert first["window"]["attempts"] == len(statuses)
+    assert first["window"]["calls"]["completed"] == 2
+    assert first["window"]["connect_rate"] == 0.5
+    assert "window" not in sse_events(plain.text)[0]["data"]
+    assert {k: v for k, v in first.items() if k != "window"} == sse_events(plain.text)[0]["data"]
