@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 import msgspec
@@ -22,6 +23,7 @@ REPRESENTATION = "1"
 _encode = msgspec.json.Encoder().encode
 
 
+@lru_cache(maxsize=4096)  # the same few values on every read of a campaign
 def _ms_to_iso(value: str | None) -> str | None:
     if not value:
         return None

@@ -43,7 +43,7 @@ BATCHES_ROUTE = _route(batches.router, "/api/v1/campaigns/{campaign_id}/batches"
 
 
 class ReadPath:
-    """Pure ASGI middleware answering the reads it can answer exactly as the routes would."""
+    """ASGI middleware answering the reads it can answer exactly as the routes would."""
 
     def __init__(self, app: ASGIApp, api: FastAPI) -> None:
         self.app = app

@@ -8,14 +8,16 @@ import asyncio
 import random
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import httpx
 import pytest
 import redis.asyncio as aioredis
+from fastapi import FastAPI
 
 from api.main import create_app
-from api.readpath import ReadPath
+from api.metrics import ObserveRequests
 from processors.store import keys
 from processors.store.client import Store
 from processors.tools.embedded import Valkey
@@ -138,7 +140,7 @@ def without_read_path(store: Store) -> Any:
     """The same app with FastAPI's routes answering everything."""
     app = create_app(store=store)
     app.state.store = store
-    app.user_middleware = [m for m in app.user_middleware if m.cls is not ReadPath]
+    app.front = ObserveRequests(partial(FastAPI.__call__, app))
     return app
 
 
