@@ -120,6 +120,9 @@ class CampaignReport:
     #: batch hashes of the millisecond score layout rewritten (or, dry, to rewrite) to
     #: microseconds (an upgrade step, not drift)
     batches_migrated: int = 0
+    #: call records stored before time series (no occurred_at) rewritten with their time
+    #: (or, dry, to rewrite): an upgrade step, not drift
+    records_upgraded: int = 0
     fields: list[FieldDrift] = field(default_factory=list)
     fixed: int = 0
     finished_at: float = 0.0
@@ -159,6 +162,7 @@ class Report:
             "entities_in_flight": sum(c.entities_in_flight for c in self.campaigns),
             "extra_unconfirmed": sum(c.extra_unconfirmed for c in self.campaigns),
             "batches_migrated": sum(c.batches_migrated for c in self.campaigns),
+            "records_upgraded": sum(c.records_upgraded for c in self.campaigns),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -661,10 +665,18 @@ class Reconciler:
     def _count_entities(
         report: CampaignReport, snap: Snapshot, done: Plan, caught_up: bool
     ) -> None:
-        """Missing / stale when the worker had caught up (really lost), else in flight."""
+        """Missing / stale when the worker had caught up (really lost), else in flight; a
+        call record stored before time series, in the same version, is an upgrade step."""
+        records = []
+        for eid, record in done.records:
+            stored = snap.records.get(digest(eid))
+            if stored is not None and unpack_record(stored).version == record.version:
+                report.records_upgraded += 1
+            else:
+                records.append(stored is not None)
         found = [
             *(digest(cid) in snap.contacts for cid, _ in done.contacts),
-            *(digest(eid) in snap.records for eid, _ in done.records),
+            *records,
             *("s" in snap.batches.get(bid, {}) for bid, _ in done.batches),
         ]
         if not caught_up:

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import json
 import secrets
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import suppress
 from typing import Any, cast
@@ -75,6 +76,21 @@ STUCK_TTL_SECONDS = 30.0
 def token_hash(token: str) -> str:
     """Tokens are stored as their SHA-256 only."""
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def kept_series(now_ms: int) -> set[str]:
+    """Every series hash still within retention up to the next hour (`m<hour>`, `q<day>`):
+    compared by every recount whether the index lists it or not."""
+    hour, day = now_ms // 3_600_000, now_ms // 86_400_000
+    hours = keys.MINUTE_RETENTION_MS // 3_600_000 + 1
+    days = keys.QUARTER_RETENTION_MS // 86_400_000 + 1
+    return {f"m{h}" for h in range(hour - hours, hour + 2)} | {
+        f"q{d}" for d in range(day - days, day + 2)
+    }
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 def _index_adjustments(quads: list[str]) -> dict[str, int]:
@@ -419,7 +435,7 @@ class Store:
         fields_of = {b: batch_names[n] for n, b in zip(numbers, named, strict=True) if b}
         ids = set(batch_ids) | set(fields_of) | set(await self.batch_ids(campaign_id))
         indexed = await self.client.zrange(keys.series_index(campaign_id), 0, -1)
-        members = set(series_names) | set(cast(list[str], indexed))
+        members = set(series_names) | set(cast(list[str], indexed)) | kept_series(_now_ms())
         out: list[str] = []
         for script, items, names, chunk in (
             (RECOUNT_BATCHES, ids, fields_of, RECOUNT_BATCH_CHUNK),

@@ -843,11 +843,15 @@ local dry = ARGV[2] == '1' or ARGV[2] == '3'
 local census = ARGV[2] == '2' or ARGV[2] == '3'
 local out = {0}
 local fixes = 0
+-- numbers as integers (tostring would round past 14 digits, in exponent form)
+local function text(x)
+  return type(x) == 'number' and string.format('%d', x) or tostring(x)
+end
 local function report(scope, field, found, want)
   out[#out + 1] = scope
   out[#out + 1] = field
-  out[#out + 1] = tostring(found)
-  out[#out + 1] = tostring(want)
+  out[#out + 1] = text(found)
+  out[#out + 1] = text(want)
 end
 local function drift(scope, field, found, want)
   fixes = fixes + 1
@@ -1042,6 +1046,7 @@ while i <= #ARGV do
   end
 end
 redis.call('PEXPIRE', SHADOW, ARGV[3])
+if fixes > 0 and not dry then redis.call('HINCRBY', STATS, 'rev', 1) end
 return out
 """
 )
