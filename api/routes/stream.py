@@ -34,27 +34,39 @@ MAX_RATE = 10.0
 REVOKED = 'event: revoked\ndata: {"detail":"Invalid or revoked token"}\n\n'
 
 
+def _window_start(minutes: int | None) -> int | None:
+    """Where a window of `minutes` starts now (ms), None without a window."""
+    return None if minutes is None else window_range(minutes, now_ms())[0]
+
+
 async def _render(
-    store: Store, campaign_id: str, revision: int, fields: dict[str, str], minutes: int | None
+    cache: Rendered,
+    store: Store,
+    campaign_id: str,
+    revision: int,
+    fields: dict[str, str],
+    minutes: int | None,
+    start: int | None,
 ) -> str:
-    """One SSE event; shared by every stream of the campaign at that revision (and window:
-    its figures are taken when the revision is first rendered)."""
-    cached = _last.get((campaign_id, minutes))
-    if cached is not None and cached[0] == revision:
+    """One SSE event; shared by every stream of the campaign at that revision and window
+    position (window figures are read once per revision and minute)."""
+    cached = cache.get((campaign_id, minutes))
+    if cached is not None and cached[0] == (revision, start):
         return cached[1]
     view = stats_view(campaign_id, fields)
-    if minutes is not None:
+    if minutes is not None and start is not None:
         now = now_ms()
-        start, end = window_range(minutes, now)
+        end = window_range(minutes, now)[1]
         view["window"] = window_view(minutes, now, await store.series(campaign_id, "m", start, end))
     body = json.dumps(view, separators=(",", ":"))
     text = f"id: {revision}\nevent: stats\ndata: {body}\n\n"
-    _last[campaign_id, minutes] = (revision, text)
+    cache[campaign_id, minutes] = ((revision, start), text)
     return text
 
 
-#: The last rendered event per campaign and window: a thousand streams serialize it once.
-_last: dict[tuple[str, int | None], tuple[int, str]] = {}
+#: The last rendered event per campaign and window, kept per app: a thousand streams
+#: serialize it once.
+Rendered = dict[tuple[str, int | None], tuple[tuple[int, int | None], str]]
 
 
 @router.get(
@@ -81,7 +93,8 @@ async def stats_stream(
         str | None,
         Query(
             description="Also carry, in each event, the window figures of `GET …/stats?window=`"
-            " (1m … 24h), taken when the event's revision is first sent.",
+            " (1m … 24h); an event is sent on every change and, when the window moved on to a"
+            " new minute, at the next heartbeat interval.",
             examples=["15m"],
         ),
     ] = None,
@@ -95,17 +108,20 @@ async def stats_stream(
     the current state, which is all it needs. The token is checked again at least once per
     heartbeat interval: a revoked token ends the stream with `event: revoked`.
     """
+    token = presented_token(authorization, access_token)
+    org = await authenticate(store, token)
+    if await store.campaign_owner(campaign_id) != org:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=CAMPAIGN_NOT_FOUND)
     minutes = None
     if window is not None:
         try:
             minutes = window_minutes(window)
         except TimeWindowError as error:
             raise unprocessable(error, {"window": window}) from None
-    token = presented_token(authorization, access_token)
-    org = await authenticate(store, token)
-    if await store.campaign_owner(campaign_id) != org:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=CAMPAIGN_NOT_FOUND)
     updates: Updates = request.app.state.updates
+    if not hasattr(request.app.state, "rendered"):
+        request.app.state.rendered = {}
+    rendered: Rendered = request.app.state.rendered
     heartbeat: float = request.app.state.heartbeat_seconds
     try:
         sent = int(last_event_id) if last_event_id else -1
@@ -118,16 +134,20 @@ async def stats_stream(
     async def events() -> AsyncIterator[str]:
         nonlocal sent
         yield "retry: 2000\n\n"
+        # a resumed stream at the current revision waits for a change or the next minute
+        sent_start = _window_start(minutes)
         async with updates.watch(campaign_id) as changed:
             last_sent_at = 0.0
             checked_at = time.monotonic()
             while True:
                 changed.clear()
                 fields = updates.latest.get(campaign_id) or await store.stats_fields(campaign_id)
-                revision = int(fields.get("rev", 0))
-                if revision != sent:
-                    yield await _render(store, campaign_id, revision, fields, minutes)
-                    sent, last_sent_at = revision, time.monotonic()
+                revision, start = int(fields.get("rev", 0)), _window_start(minutes)
+                if revision != sent or start != sent_start:
+                    yield await _render(
+                        rendered, store, campaign_id, revision, fields, minutes, start
+                    )
+                    sent, sent_start, last_sent_at = revision, start, time.monotonic()
                 timed_out = not await _changed_within(changed, heartbeat)
                 # One HGET per heartbeat interval, whether the stream is idle or busy: a
                 # revoked token ends the stream within about one heartbeat.

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+import api.routes.stream as stream_route
 from api.main import create_app
 from processors.settings import Settings
 from processors.store.client import Store
@@ -145,3 +146,34 @@ async def test_a_stream_asked_for_a_window_carries_its_figures(app: Any, store: 
     assert first["window"]["connect_rate"] == 0.5
     assert "window" not in sse_events(plain.text)[0]["data"]
     assert {k: v for k, v in first.items() if k != "window"} == sse_events(plain.text)[0]["data"]
+
+
+async def test_a_quiet_campaigns_window_moves_on_with_the_clock(
+    app: Any, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No new revision, but half an hour later: a stream's window no longer counts calls
+    that left it (the cached event is not reused across minutes)."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    event = entity_event("cmp_0", "org_0", "record", 990, 1)
+    event["occurred_at"] = (now - timedelta(minutes=2)).isoformat().replace("+00:00", "Z")
+    await apply_events(store, [("t", 3, 0, parsed(event))])
+    token = await store.create_token("org_0")
+    transport = httpx.ASGITransport(app=app)
+    attempts = []
+    for shift in (0, 30 * 60_000):
+        real = stream_route.now_ms
+        monkeypatch.setattr(stream_route, "now_ms", lambda real=real, s=shift: real() + s)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            url = f"/api/v1/campaigns/cmp_0/stats/stream?access_token={token}&window=15m"
+            stream = asyncio.create_task(http.get(url))
+
+            async def opened() -> bool:
+                return bool(app.state.updates._waiters.get("cmp_0"))
+
+            await async_wait_until(opened, timeout=10, interval=0.02, what="the stream")
+            await store.revoke_token(token)
+            response = await asyncio.wait_for(stream, timeout=HEARTBEAT * 6)
+        attempts.append(sse_events(response.text)[0]["data"]["window"]["attempts"])
+        monkeypatch.undo()
+        token = await store.create_token("org_0")
+    assert attempts == [1, 0]
