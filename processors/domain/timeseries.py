@@ -19,7 +19,7 @@ import re
 from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo, available_timezones
@@ -154,7 +154,11 @@ def plan(interval: str, start: str | None, end: str | None, tz: str | None, now_
     if len(starts) > MAX_POINTS:
         raise _too_many(len(starts), step)
     resolution = step.resolution
-    if starts[0] < now_ms - RETENTION_MS[resolution]:
+    # `from` as given: the store keeps an hour (minutes) or a day (quarter hours) beyond the
+    # retention promised, which covers rounding it down to a sub-day interval; a day is
+    # checked from its first instant, since its first buckets may be gone already
+    checked = starts[0] if step.name == "1d" else first
+    if checked < now_ms - RETENTION_MS[resolution]:
         oldest = iso(now_ms - RETENTION_MS[resolution], where)
         raise TimeWindowError(
             f"from is too old: {RETENTION_TEXT[resolution]} (from must be after {oldest})",
@@ -188,7 +192,17 @@ def _is_start(ms: int, step: Interval, where: ZoneInfo) -> bool:
             f" {STEP_MS[step.resolution] // 60_000} minutes: its intervals are not made of buckets",
             "tz",
         )
-    return local.second == 0 and (local.hour * 60 + local.minute) % step.minutes == 0
+    if local.second == 0 and (local.hour * 60 + local.minute) % step.minutes == 0:
+        return True
+    # a local start skipped by a DST change (Lord Howe moves by 30 minutes): the period
+    # begins at its first instant, like a day whose midnight is skipped
+    before = datetime.fromtimestamp((ms - STEP_MS[step.resolution]) / 1000, where)
+    return _period(before, step) != _period(local, step)
+
+
+def _period(local: datetime, step: Interval) -> tuple[date, int]:
+    """Which interval of which local day a wall time falls in."""
+    return local.date(), (local.hour * 60 + local.minute) // step.minutes
 
 
 def _ticks(first: int, until: int, step: Interval, where: ZoneInfo) -> tuple[list[int], int]:

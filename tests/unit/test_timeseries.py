@@ -329,3 +329,33 @@ def test_aggregating_minute_buckets_preserves_every_call(
     assert sums == expected
     view = series_view("c", series, buckets)
     assert sum(p["attempts"] for p in view["points"]) == sum(sum(n[:4]) for n in inside.values())
+
+
+def test_a_half_hour_dst_change_starts_the_shortened_hour_at_its_first_instant() -> None:
+    """Lord Howe, 5 October 2025: 02:00 (+10:30) jumps to 02:30 (+11:00); the local hour 02
+    is the half hour from 02:30 and a call at 02:45 is in it, not in 01:00's point."""
+    series = plan(
+        "1h", "2025-10-05T00:00", "2025-10-05T05:00", "Australia/Lord_Howe",
+        now_after("2025-10-05"),
+    )  # fmt: skip
+    starts = [p["start"] for p in series_view("c", series, {})["points"]]
+    assert starts == [
+        "2025-10-05T00:00:00+10:30",
+        "2025-10-05T01:00:00+10:30",
+        "2025-10-05T02:30:00+11:00",
+        "2025-10-05T03:00:00+11:00",
+        "2025-10-05T04:00:00+11:00",
+    ]
+    assert hours(series.bounds()) == [1, 1, 0.5, 1, 1]
+
+
+def test_retention_is_judged_on_from_as_given_for_sub_day_intervals() -> None:
+    """35 days of hours from any `from` (rounding it down to the hour needs the extra day
+    the store keeps); a day interval counts from the day's first instant."""
+    now = ms("2026-05-10T12:02:30+00:00")
+    ok = plan("1h", "2026-04-05T12:32:30+00:00", "2026-04-06T00:00:00+00:00", "UTC", now)
+    assert utc(ok.starts[0]) == "2026-04-05T12:00:00+00:00"
+    with pytest.raises(TimeWindowError):
+        plan("1h", "2026-04-05T12:00:00+00:00", "2026-04-06T00:00:00+00:00", "UTC", now)
+    with pytest.raises(TimeWindowError):
+        plan("1d", "2026-04-05T17:00:00+00:00", "2026-04-07T00:00:00+00:00", "UTC", now)
