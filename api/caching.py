@@ -20,7 +20,8 @@ from fastapi import Response
 #: Changes whenever the JSON rendering of a revision changes, so old ETags stop matching.
 REPRESENTATION = "1"
 
-_encode = msgspec.json.Encoder().encode
+#: Compact JSON, keys in insertion order.
+encode = msgspec.json.Encoder().encode
 
 
 @lru_cache(maxsize=4096)  # the same few values on every read of a campaign
@@ -72,5 +73,6 @@ def not_modified(headers: dict[str, str]) -> Response:
 
 
 def json_response(body: Any, headers: dict[str, str]) -> Response:
-    """200 with the body as compact JSON."""
-    return Response(_encode(body), media_type="application/json", headers=headers)
+    """200 with the body as compact JSON (or already encoded)."""
+    content = body if isinstance(body, bytes) else encode(body)
+    return Response(content, media_type="application/json", headers=headers)

@@ -86,7 +86,10 @@ class ReadPath:
             if page is None:
                 return None
             scope["route"] = BATCHES_ROUTE
-            return await batches.batches_answer(store, token, campaign_id, if_none_match, page)
+            pages = self.api.state.pages
+            return await batches.batches_answer(
+                store, pages, token, campaign_id, if_none_match, page
+            )
         except HTTPException:
             scope.pop("route", None)
             return None  # the route answers it, and the same way

@@ -5,9 +5,12 @@ one API process at 50 keep-alive clients against a bare ASGI app (`bench.referen
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -122,12 +125,21 @@ class Target:
     status: int
     target: float | None
     conditional: bool = False
+    #: Revisions per second a writer process adds to the campaign meanwhile (0: none).
+    changes: int = 0
 
 
 TARGETS = (
     Target("GET /stats", "/stats", 200, 0.5),
     Target("GET /stats, 304 (If-None-Match)", "/stats", 304, 0.7, conditional=True),
     Target("GET /batches?limit=50", "/batches?limit=50", 200, 0.25),
+    Target(
+        "GET /batches?limit=50, campaign changing 500 times a second",
+        "/batches?limit=50",
+        200,
+        None,
+        changes=500,
+    ),
 )
 HEALTHZ = Target("GET /healthz", "/healthz", 200, None)
 
@@ -193,7 +205,8 @@ def throughput(
                 ours, theirs = Side(api.process.pid), Side(reference.pid)
                 for _ in range(rounds):
                     theirs.run(bare, {}, 200, requests)
-                    ours.run(target_url, headers, target.status, requests)
+                    with changing(infra.valkey.url, key, target.changes):
+                        ours.run(target_url, headers, target.status, requests)
                 ratio = ours.ratio(theirs)
                 pairs = ", ".join(
                     f"{a.rate / b.rate:.2f}" for a, b in zip(ours.runs, theirs.runs, strict=True)
@@ -256,6 +269,29 @@ def _scaling(
         f"p50 {percentile(latencies, 50):.1f} ms, p99 {percentile(latencies, 99):.1f} ms;"
         f" {os.cpu_count()} CPUs shared with valkey and the load generator",
     )
+
+
+@contextmanager
+def changing(redis_url: str, key: str, per_second: int) -> Iterator[None]:
+    """A process bumping the revision of the stats hash at `key` (as every applied slice
+    does) `per_second` times a second, so that reads keep finding a new revision."""
+    if not per_second:
+        yield
+        return
+    stop = multiprocessing.Event()
+    writer = multiprocessing.Process(target=_bump, args=(redis_url, key, per_second, stop))
+    writer.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        writer.join(timeout=10)
+
+
+def _bump(redis_url: str, key: str, per_second: int, stop: Any) -> None:
+    client = redis.Redis.from_url(redis_url)
+    while not stop.wait(1 / per_second):
+        client.hincrby(key, "rev", 1)
 
 
 def _wait_up(url: str) -> None:

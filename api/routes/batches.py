@@ -8,8 +8,16 @@ from typing import Annotated, Literal, get_args
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 
 from api import reads
-from api.caching import cache_headers, json_response, matches, not_modified, revision_etag
+from api.caching import (
+    cache_headers,
+    encode,
+    json_response,
+    matches,
+    not_modified,
+    revision_etag,
+)
 from api.deps import CampaignId, StoreDep, TokenDep, owner_check
+from api.pages import Pages
 from api.schemas import Batch, Problem
 from processors.domain.views import batch_view
 from processors.store import keys
@@ -49,6 +57,7 @@ async def campaign_batches(
     """Batches ordered by (created_at, batch_id), batches without created_at last."""
     return await batches_answer(
         store,
+        request.app.state.pages,
         token,
         campaign_id,
         request.headers.get("if-none-match"),
@@ -67,29 +76,34 @@ class Page:
 
 
 async def batches_answer(
-    store: Store, token: str, campaign_id: str, if_none_match: str | None, page: Page
+    store: Store,
+    pages: Pages,
+    token: str,
+    campaign_id: str,
+    if_none_match: str | None,
+    page: Page,
 ) -> Response:
     """200 with one page of batches, or 304; HTTPException 401/403/404. Shared with
     `api.readpath`."""
-    index = keys.batch_index(campaign_id, page.status)
-    # The revision is read before the page: a page is never named by an older revision
-    # than its own, so a 304 never keeps a client on a page that has since changed.
-    org, fields, batch_ids = await reads.head(
-        store, token, campaign_id, None if if_none_match else (index, page.skip, page.limit)
-    )
+    org, fields, _ = await reads.head(store, token, campaign_id)
     org = owner_check(org, fields.get("org"))
     if page.organization_id is not None and page.organization_id != org:
         raise HTTPException(
             status.HTTP_403_FORBIDDEN,
             detail="organization_id does not match the token's organization",
         )
-    variant = f"batches:{page.skip}:{page.limit}:{page.status or ''}"
-    etag = revision_etag(campaign_id, fields, variant)
+    query = f"{page.skip}:{page.limit}:{page.status or ''}"
+    etag = revision_etag(campaign_id, fields, f"batches:{query}")
     headers = cache_headers(etag, fields)
     if matches(if_none_match, etag):
         return not_modified(headers)
-    if if_none_match:
+    body = pages.get(campaign_id, query, etag)
+    if body is None:
+        # Read after the revision: the page is of that revision or a later one, so it
+        # is never named (nor kept) by a revision older than its own.
+        index = keys.batch_index(campaign_id, page.status)
         batch_ids = await reads.batch_ids(store, index, page.skip, page.limit)
-    rows = await reads.batch_hashes(store, campaign_id, batch_ids)
-    body = [batch_view(campaign_id, b, row) for b, row in zip(batch_ids, rows, strict=True)]
+        rows = await reads.batch_hashes(store, campaign_id, batch_ids)
+        body = encode([batch_view(campaign_id, b, r) for b, r in zip(batch_ids, rows, strict=True)])
+        pages.put(campaign_id, query, etag, body)
     return json_response(body, headers)

@@ -64,3 +64,20 @@ async def test_the_api_client_keeps_the_store_options(valkey_server: Valkey) -> 
     assert await client.ping()
     await client.aclose()
     await store_client.aclose()
+
+
+async def test_a_round_trip_that_fails_leaves_no_reply_behind(valkey_server: Valkey) -> None:
+    """An error reply in the middle of a round trip raises; the connection it used is
+    dropped, so the next round trip reads its own replies, not the leftovers."""
+    from redis.exceptions import ResponseError
+
+    from api.reads import round_trip
+    from processors.store.client import Store
+
+    store = Store(api_client(Settings(redis_url=valkey_server.url, redis_max_connections=2)))
+    await store.client.set("plain", "v")
+    for _ in range(3):
+        with pytest.raises(ResponseError, match="WRONGTYPE"):
+            await round_trip(store, ("HGETALL", "plain"), ("GET", "plain"), ("PING",))
+        assert await round_trip(store, ("GET", "plain"), ("ECHO", "x")) == ["v", "x"]
+    await store.close()

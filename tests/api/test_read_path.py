@@ -175,3 +175,28 @@ async def test_the_read_path_answers_as_the_routes(
                 slow = await routes.get(path, headers=headers)
                 assert (fast.status_code, fast.content) == (slow.status_code, slow.content)
                 assert dict(fast.headers) == dict(slow.headers)
+
+
+async def test_a_page_is_read_once_per_revision(
+    http: httpx.AsyncClient, store: Store, valkey_server: Valkey
+) -> None:
+    """A second read of a page at the same revision reads only the token and the head;
+    after a change the page is read again and shows the change."""
+    headers = {"Authorization": f"Bearer {await store.create_token('org_0')}"}
+    path = "/api/v1/campaigns/cmp_0/batches?limit=500"
+    first = await http.get(path, headers=headers)
+    again, commands = await commands_during(
+        store, valkey_server.url, lambda: http.get(path, headers=headers)
+    )
+    assert (again.status_code, again.content) == (200, first.content)
+    assert [c[0].upper() for c in commands] == ["HGET", "HMGET"], commands
+    assert first.json() == await store.batches("cmp_0", limit=500)
+    batch_id = first.json()[0]["batch_id"]
+    event = entity_event("cmp_0", "org_0", "contact", 4343, 1)
+    event["batch_id"] = batch_id
+    await apply_events(store, [("t", 1, 0, parsed(event))])
+    changed, commands = await commands_during(
+        store, valkey_server.url, lambda: http.get(path, headers=headers)
+    )
+    assert changed.json() == await store.batches("cmp_0", limit=500) != first.json()
+    assert any(c[0].upper() == "HGETALL" for c in commands), commands
