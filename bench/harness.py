@@ -137,7 +137,8 @@ def cpu_seconds(pid: int) -> float:
 def api_process(infra: EmbeddedInfra, workdir: Path) -> Iterator[str]:
     """The API as its own process; yields its base URL once it answers."""
     port = free_port()
-    child = Child(infra, workdir / "api.log", "api", "--port", str(port))
+    # one process (not one per core): the figures measured through it say "one API process"
+    child = Child(infra, workdir / "api.log", "api", "--port", str(port), "--workers", "1")
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     try:
