@@ -70,7 +70,11 @@ def run(
     """Read figures: O(1) in campaign size, and against the incumbent at the big size."""
     figures = []
     with httpx.Client(base_url=api_url, timeout=30) as client:
-        for name, path in (("stats", "/stats"), ("batches?limit=50", "/batches?limit=50")):
+        for name, path in (
+            ("stats", "/stats"),
+            ("batches?limit=50", "/batches?limit=50"),
+            ("timeseries, 24 h at 1m (1,440 points)", "/timeseries?interval=1m"),
+        ):
             at_big, at_small = latencies(
                 client,
                 (f"/api/v1/campaigns/{big}{path}", f"/api/v1/campaigns/{small}{path}"),
