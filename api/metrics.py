@@ -12,7 +12,15 @@ import time
 from typing import Any
 
 from fastapi import APIRouter, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -30,10 +38,15 @@ router = APIRouter(include_in_schema=False)
 
 
 def exposition() -> bytes:
-    """Every metric of this process, or of every process sharing the multiprocess dir."""
+    """Every metric of this process, or of every process sharing the multiprocess dir;
+    there, the `process_*` and `python_*` families are those of the process answering
+    (prometheus-client cannot add those up across processes)."""
     if os.environ.get(MULTIPROC_ENV):
         registry = CollectorRegistry()
         MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        ProcessCollector(registry=registry)
+        GCCollector(registry=registry)
+        PlatformCollector(registry=registry)
         return generate_latest(registry)
     return generate_latest()
 

@@ -116,6 +116,8 @@ async def test_metrics_count_the_requests_of_every_process(
                 return _count(text, "/api/v1/campaigns/{campaign_id}/stats") == sent
 
             await async_wait_until(complete, timeout=10, interval=0.05, what=f"{sent} counted")
+            text = (await fresh.get("/metrics")).text  # and the answering process's own
+            assert "process_resident_memory_bytes" in text and "python_gc_" in text
 
 
 async def test_streams_get_updates_from_every_process(api: tuple[str, Path], store: Store) -> None:
