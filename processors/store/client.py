@@ -6,7 +6,6 @@ import asyncio
 import hashlib
 import json
 import secrets
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import suppress
 from typing import Any, cast
@@ -79,6 +78,12 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def _with_batch_id(packed: str, by_number: dict[str, str]) -> str:
+    """A contact state with its batch number replaced by the batch id."""
+    head, _, number = packed.rpartition("|")
+    return f"{head}|{by_number.get(number, '')}"
+
+
 def kept_series(now_ms: int) -> set[str]:
     """Every series hash still within retention up to the next hour (`m<hour>`, `q<day>`):
     compared by every recount whether the index lists it or not."""
@@ -88,10 +93,6 @@ def kept_series(now_ms: int) -> set[str]:
     return {f"m{h}" for h in range(hour - hours, hour + 2)} | {
         f"q{d}" for d in range(day - days, day + 2)
     }
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def _index_adjustments(quads: list[str]) -> dict[str, int]:
@@ -436,7 +437,8 @@ class Store:
         fields_of = {b: batch_names[n] for n, b in zip(numbers, named, strict=True) if b}
         ids = set(batch_ids) | set(fields_of) | set(await self.batch_ids(campaign_id))
         indexed = await self.client.zrange(keys.series_index(campaign_id), 0, -1)
-        members = set(series_names) | set(cast(list[str], indexed)) | kept_series(_now_ms())
+        now = await self._now_ms()  # Redis's clock, the one the scripts keep buckets by
+        members = set(series_names) | set(cast(list[str], indexed)) | kept_series(now)
         out: list[str] = []
         for script, items, names, chunk in (
             (RECOUNT_BATCHES, ids, fields_of, RECOUNT_BATCH_CHUNK),
@@ -524,11 +526,7 @@ class Store:
     @staticmethod
     def with_batch_ids(contacts: dict[str, str], by_number: dict[str, str]) -> dict[str, str]:
         """Contact states with their batch number replaced by the batch id."""
-        named = {}
-        for entity, packed in contacts.items():
-            head, _, number = packed.rpartition("|")
-            named[entity] = f"{head}|{by_number.get(number, '')}"
-        return named
+        return {entity: _with_batch_id(packed, by_number) for entity, packed in contacts.items()}
 
     async def lookup(
         self, campaign_id: str, kind: str, digests: list[str], chunk: int = 1000
@@ -541,9 +539,7 @@ class Store:
             values.extend(v if v else None for v in answer)
         if kind == "c" and any(values):
             by_number = await self.batch_ids_by_number(campaign_id)
-            values = [
-                None if v is None else self.with_batch_ids({"": v}, by_number)[""] for v in values
-            ]
+            values = [None if v is None else _with_batch_id(v, by_number) for v in values]
         return values
 
     async def legacy_campaigns(self) -> list[str]:
