@@ -8,6 +8,7 @@ that /metrics adds up, whichever process answers it.
 
 from __future__ import annotations
 
+import gc
 import os
 import tempfile
 from collections.abc import Iterator
@@ -29,9 +30,18 @@ def default_workers() -> int:
     return os.cpu_count() or 1  # pragma: no cover - not Linux
 
 
+def settled(app: FastAPI) -> FastAPI:
+    """`app`, with everything loaded so far (modules, routes, schemas: alive as long as the
+    process) moved out of the garbage collector's reach: a full collection then takes a
+    millisecond instead of tens, which was the p99 of reads."""
+    gc.collect()
+    gc.freeze()
+    return app
+
+
 def app_from_environment() -> FastAPI:
     """The app of one worker process, configured by the environment like the CLI."""
-    return create_app(Settings())
+    return settled(create_app(Settings()))
 
 
 @contextmanager
@@ -62,7 +72,11 @@ def run(settings: Settings, *, host: str, port: int, workers: int) -> None:
     with metrics_directory(needed=workers > 1):
         if workers == 1:
             uvicorn.run(
-                create_app(settings), host=host, port=port, log_level="info", access_log=False
+                settled(create_app(settings)),
+                host=host,
+                port=port,
+                log_level="info",
+                access_log=False,
             )
             return
         # Worker processes are spawned: each imports the app afresh, with the multiprocess

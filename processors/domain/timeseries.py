@@ -241,26 +241,32 @@ def _days(first: int, until: int, where: ZoneInfo) -> tuple[list[int], int]:
         day += timedelta(days=1)
 
 
-def aggregate(series: Series, buckets: Mapping[int, Bucket]) -> list[list[int]]:
+_ZERO: Final = (0, 0, 0, 0, 0, 0)
+
+
+def aggregate(series: Series, buckets: Mapping[int, Bucket]) -> list[Sequence[int]]:
     """The six sums of each point from the buckets that start in [from, until)."""
-    sums = [[0] * 6 for _ in series.starts]
+    sums: list[Sequence[int]] = [_ZERO] * len(series.starts)
+    starts, first, until = series.starts, series.starts[0], series.until_ms
     for start, numbers in buckets.items():
-        if series.starts[0] <= start < series.until_ms:
-            point = sums[bisect_right(series.starts, start) - 1]
-            for slot in range(6):
-                point[slot] += numbers[slot]
+        if first <= start < until:
+            at = bisect_right(starts, start) - 1
+            point = sums[at]
+            # most points are one bucket (1m, 15m): add only when a point has several
+            sums[at] = (
+                numbers if point is _ZERO else [a + b for a, b in zip(point, numbers, strict=True)]
+            )
     return sums
 
 
 def figures(sums: Sequence[int]) -> dict[str, Any]:
     """calls by outcome, attempts, connect rate and talk time of six sums."""
-    calls = dict(zip(CALL_STATUSES, sums[:4], strict=True))
-    attempts = sum(sums[:4])
-    talk_seconds = sums[5] / 1000
-    completed = calls["completed"]
+    completed, failed, busy, no_answer, follow_up, talk_ms = sums
+    attempts = completed + failed + busy + no_answer
+    talk_seconds = talk_ms / 1000
     return {
-        "calls": calls,
-        "follow_up_calls": sums[4],
+        "calls": dict(zip(CALL_STATUSES, sums[:4], strict=True)),
+        "follow_up_calls": follow_up,
         "attempts": attempts,
         "connect_rate": completed / attempts if attempts else None,
         "talk_seconds": talk_seconds,

@@ -4,6 +4,7 @@ push streams it holds, and /metrics counts the requests of every process."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import random
 import re
@@ -18,6 +19,9 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
+from api.main import create_app
+from api.serve import settled
+from processors.settings import Settings
 from processors.store.client import Store
 from processors.tools.embedded import Valkey, free_port
 from tests.api.test_api import parsed
@@ -152,3 +156,15 @@ async def test_streams_get_updates_from_every_process(api: tuple[str, Path], sto
         for stream in streams:
             stream.cancel()
     assert all(first < second for first, second in revisions), revisions
+
+
+def test_a_served_app_leaves_what_it_loaded_out_of_the_collectors_reach() -> None:
+    """What the app loads lives as long as the process: frozen, a full collection does not
+    walk it again on every read's allocation burst."""
+    before = gc.get_freeze_count()
+    try:
+        app = settled(create_app(Settings()))
+        assert app.routes
+        assert gc.get_freeze_count() > before
+    finally:
+        gc.unfreeze()

@@ -326,7 +326,7 @@ def test_aggregating_minute_buckets_preserves_every_call(
     for at, numbers_at in inside.items():
         (index,) = [i for i, (a, b) in enumerate(bounds) if a <= at < b]
         expected[index] = [x + y for x, y in zip(expected[index], numbers_at, strict=True)]
-    assert sums == expected
+    assert [list(point) for point in sums] == expected
     view = series_view("c", series, buckets)
     assert sum(p["attempts"] for p in view["points"]) == sum(sum(n[:4]) for n in inside.values())
 
