@@ -45,7 +45,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -203,6 +203,13 @@ class Plan:
     records: list[tuple[str, RecordState]]
     extra: list[tuple[str, str]]  # (kind b|c|r, batch id or entity digest)
 
+    @classmethod
+    def only(cls, kind: str, items: list[Any]) -> Plan:
+        """A plan of one kind of entity: `batches`, `contacts` or `records`."""
+        plan = cls([], [], [], [])
+        setattr(plan, kind, items)
+        return plan
+
 
 @dataclass
 class Changes:
@@ -262,7 +269,7 @@ def plan(state: CampaignState, snap: Snapshot) -> Plan:
     )
 
 
-def changes_of(snap: Snapshot, done: Plan, removed: list[tuple[str, str]]) -> Changes:
+def changes_of(snap: Snapshot, done: Plan, removed: Sequence[tuple[str, str]]) -> Changes:
     """The state changes of re-applying `done` and removing `removed`."""
     changes = Changes()
     for cid, c in done.contacts:
@@ -317,6 +324,14 @@ def counter_delta(changes: Changes, rows: dict[str, dict[str, str]]) -> Delta:
     """
     delta: Delta = Counter()
     joined: Counter[str] = Counter()
+    entity_delta(changes, delta, joined)
+    batch_delta(changes.batches, joined, rows, delta)
+    return delta
+
+
+def entity_delta(changes: Changes, delta: Delta, joined: Counter[str]) -> None:
+    """Add how the contact and record changes move the counters to `delta`, and how many
+    contacts each batch gains or loses to `joined`."""
     for old_c, new_c in changes.contacts:
         for contact, by in ((old_c, -1), (new_c, 1)):
             if contact is not None:
@@ -331,14 +346,48 @@ def counter_delta(changes: Changes, rows: dict[str, dict[str, str]]) -> Delta:
                     delta["stats", "calls:follow_up"] += by
                 for (scope, name), value in series_of(record, now_ms).items():
                     delta[scope, name] += by * value
-    for bid in set(joined) | set(changes.batches):
+
+
+def batch_delta(
+    batches: dict[str, str | None],
+    joined: Counter[str],
+    rows: dict[str, dict[str, str]],
+    delta: Delta,
+) -> None:
+    """Add the batch status moves to `delta`: batches re-applied or removed (`batches`: id
+    -> status after, None when gone) and batches whose contacts came or went (`joined`)."""
+    for bid in set(joined) | set(batches):
         row = rows.get(bid, {})
-        before, after = row.get("s"), _batch_after(row, changes.batches, bid, joined[bid])
+        before, after = row.get("s"), _batch_after(row, batches, bid, joined[bid])
         if before is not None:
             delta["stats", f"batches:{before}"] -= 1
         if after is not None:
             delta["stats", f"batches:{after}"] += 1
-    return delta
+
+
+class Effects:
+    """What a repair implies, added up as its parts are confirmed: the batches it touches,
+    and how the states it finds lost (absent, or removed as extra) move the counters."""
+
+    def __init__(self, snap: Snapshot) -> None:
+        self.snap = snap
+        self.touched: set[str] = set()
+        self.lost: Delta = Counter()
+        self.joined: Counter[str] = Counter()
+        self.lost_batches: dict[str, str | None] = {}
+
+    def add(self, done: Plan, removed: Sequence[tuple[str, str]] = ()) -> None:
+        """Entities re-applied (`done`) or removed."""
+        self.touched |= touched_batches(changes_of(self.snap, done, removed))
+        lost = changes_of(self.snap, lost_plan(self.snap, done), removed)
+        entity_delta(lost, self.lost, self.joined)
+        self.lost_batches.update(lost.batches)
+
+    def totals(self) -> tuple[set[str], Delta]:
+        """The batches touched, and the counter moves of the lost states."""
+        lost = Counter(self.lost)
+        batch_delta(self.lost_batches, self.joined, recount_view(self.snap), lost)
+        return self.touched, lost
 
 
 def recount_view(snap: Snapshot) -> dict[str, dict[str, str]]:
@@ -630,24 +679,32 @@ class Reconciler:
         report.fields += meta_drift(state, snap.batches)
         named = set(snap.batches) | snap.named_batches()
         # Counters are judged against entity state as RECOUNT finds both before any repair
-        # (one atomic cut); a repair run recounts again after its repairs to correct them.
+        # (one atomic cut); a repair run recounts again after its repairs to correct them
+        # when that first recount found anything to correct.
         after: Census | None = None
+        effects = Effects(snap)
         if dry_run:
             before = await self._census(campaign_id, named, dry_run=True)
             done, removed = todo, await self._removable(campaign_id, todo.extra)
+            effects.add(done, removed)
         else:
             repairs = todo.batches or todo.contacts or todo.records or todo.extra
             early = await self._census(campaign_id, named, dry_run=True) if repairs else None
             if state.organization_id:
                 await self.store.ensure_owner(campaign_id, state.organization_id)
-            done = await self._repair(campaign_id, state, todo, report)
+            done = await self._repair(campaign_id, state, todo, report, effects)
             removed = await self._remove(campaign_id, todo.extra)
-            after = await self._census(campaign_id, named, dry_run=False)
-            # nothing to repair: the correcting recount saw it all as it was
-            before = early if early is not None else after
-        changes = changes_of(snap, done, removed)
-        lost = counter_delta(changes_of(snap, lost_plan(snap, done), removed), recount_view(snap))
-        report.fields += field_drift(before, after, lost, touched=touched_batches(changes))
+            effects.add(Plan.only("batches", []), removed)
+            if early is not None and not (early.fixes or early.migrated):
+                # every counter matched the entity state before the repairs, which wrote
+                # states and counters together: a correcting recount would find nothing
+                before = early
+            else:
+                after = await self._census(campaign_id, named, dry_run=False)
+                # nothing to repair: the correcting recount saw it all as it was
+                before = early if early is not None else after
+        touched, lost = effects.totals()
+        report.fields += field_drift(before, after, lost, touched=touched)
         self._count_entities(report, snap, done, caught_up)
         report.entities_extra = len(removed)
         report.extra_unconfirmed = len(todo.extra) - len(removed)
@@ -756,9 +813,15 @@ class Reconciler:
         )
 
     async def _repair(
-        self, campaign_id: str, state: CampaignState, todo: Plan, report: CampaignReport
+        self,
+        campaign_id: str,
+        state: CampaignState,
+        todo: Plan,
+        report: CampaignReport,
+        effects: Effects,
     ) -> Plan:
-        """Re-apply by version; what the version check really applied.
+        """Re-apply by version; what the version check really applied, also added to
+        `effects` chunk by chunk while the next chunk runs in Redis.
 
         Batches first, so that a contact re-applied into a lost batch finds it restored.
         """
@@ -770,18 +833,46 @@ class Reconciler:
             ("records", todo.records, applied.records),
         )
         for kind, items, kept in kinds:
-            if not items:
-                continue
-            calls = [
-                encode_repair(campaign_id, org, **{kind: chunk})
-                for chunk in _chunks(items, REPAIR_CHUNK)
-            ]
-            codes = [code for result in await self.store.apply_calls(calls) for code in result]
-            for item, code in zip(items, codes, strict=True):
-                if code == APPLIED:
-                    kept.append(item)
-                report.tenant_conflicts += int(code == TENANT_MISMATCH)
+
+            def encode(chunk: list[Any], kind: str = kind) -> tuple[list[str], list[str]]:
+                return encode_repair(campaign_id, org, **{kind: chunk})
+
+            def confirmed(
+                chunk: list[Any], codes: list[int], kind: str = kind, kept: list[Any] = kept
+            ) -> None:
+                done = [item for item, code in zip(chunk, codes, strict=True) if code == APPLIED]
+                report.tenant_conflicts += codes.count(TENANT_MISMATCH)
+                effects.add(Plan.only(kind, done))
+                kept.extend(done)
+
+            await self._apply_chunks(encode, items, confirmed)
         return applied
+
+    async def _apply_chunks(
+        self,
+        encode: Callable[[list[Any]], tuple[list[str], list[str]]],
+        items: list[Any],
+        confirmed: Callable[[list[Any], list[int]], None],
+    ) -> None:
+        """APPLY_SLICE over `items` chunk by chunk, in order, one chunk in Redis at a time:
+        a chunk is encoded, and the outcome codes of the one before are handed to
+        `confirmed`, in a thread while the loop drives one of them in Redis."""
+        running: asyncio.Task[list[list[int]]] | None = None
+        previous: list[Any] = []
+        try:
+            for chunk in _chunks(items, REPAIR_CHUNK):
+                call = await asyncio.to_thread(encode, chunk)
+                codes = [] if running is None else [c for r in await running for c in r]
+                running = asyncio.create_task(self.store.apply_calls([call]))
+                if previous:
+                    await asyncio.to_thread(confirmed, previous, codes)
+                previous = chunk
+            if running is not None:
+                confirmed(previous, [c for r in await running for c in r])
+                running = None
+        finally:
+            if running is not None:
+                running.cancel()
 
     async def _remove(
         self, campaign_id: str, extra: list[tuple[str, str]]

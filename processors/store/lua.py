@@ -192,24 +192,30 @@ local function now_ms()
 end
 
 local series, series_keys = {}, {}
--- The buckets of one minute still kept: {kind, number, field, expiry} for the minute and
--- the quarter hour.
+-- The buckets of one minute still kept: {kind, number, field, expiry, key, shadow field
+-- prefix} for the minute and the quarter hour; worked out once per minute and call.
+local minute_buckets = {}
 local function buckets_of(minute)
+  local out = minute_buckets[minute]
+  if out then return out end
   local hour, day = math.floor(minute / 60), math.floor(minute / 1440)
-  local out = {}
+  out = {}
   for _, b in ipairs({{'m', hour, minute % 60}, {'q', day, math.floor((minute % 1440) / 15)}}) do
     local expires = (b[2] + 1) * SPAN[b[1]] + RETAIN[b[1]]
     if expires > now_ms() then
       b[4] = expires
+      b[5] = TAG .. 't' .. b[1] .. ':' .. b[2]
+      b[6] = 'S' .. b[1] .. b[2] .. ':' .. b[3] .. ':'
       out[#out + 1] = b
     end
   end
+  minute_buckets[minute] = out
   return out
 end
 
 -- A call record's part of one bucket, into the shadow of a running recount.
 local function shadow_series(b, slot, follow_up, talk, by)
-  local prefix = 'S' .. b[1] .. b[2] .. ':' .. b[3] .. ':'
+  local prefix = b[6]
   bump(SHADOW, prefix .. slot, by)
   if follow_up == '1' then bump(SHADOW, prefix .. 5, by) end
   if talk ~= 0 then bump(SHADOW, prefix .. 6, by * talk) end
@@ -221,13 +227,12 @@ local function series_delta(code, follow_up, minute, talk, by, mirror)
   if not minute then return end
   local slot = tonumber(SERIES_SLOT[CALL[code]])
   for _, b in ipairs(buckets_of(minute)) do
-    local kind, number, field = b[1], b[2], b[3]
-    local key = TAG .. 't' .. kind .. ':' .. number
+    local field, key = b[3], b[5]
     local fields = series[key]
     if not fields then
       fields = {}
       series[key] = fields
-      series_keys[#series_keys + 1] = {key, kind .. number, b[4]}
+      series_keys[#series_keys + 1] = {key, b[1] .. b[2], b[4]}
     end
     local d = fields[field]
     if not d then
@@ -241,16 +246,19 @@ local function series_delta(code, follow_up, minute, talk, by, mirror)
   end
 end
 
+local SIX = '^([^|]+)|([^|]+)|([^|]+)|([^|]+)|([^|]+)|([^|]+)$'
 local function unpack_series(packed)
-  local d = {0, 0, 0, 0, 0, 0}
-  if packed then
-    local i = 1
-    for n in string.gmatch(packed, '[^|]+') do
-      d[i] = tonumber(n)
-      i = i + 1
-    end
+  if not packed then return {0, 0, 0, 0, 0, 0} end
+  local a, b, c, d, e, f = string.match(packed, SIX)
+  if a then
+    return {tonumber(a), tonumber(b), tonumber(c), tonumber(d), tonumber(e), tonumber(f)}
   end
-  return d
+  local out, i = {0, 0, 0, 0, 0, 0}, 1
+  for n in string.gmatch(packed, '[^|]+') do
+    out[i] = tonumber(n)
+    i = i + 1
+  end
+  return out
 end
 
 local function pack_series(d)
