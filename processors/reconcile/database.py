@@ -15,9 +15,11 @@ gap or a lost topic); `entities_extra` are entities the stats have and the datab
 
 from __future__ import annotations
 
+import gc
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, cast
 
@@ -61,6 +63,24 @@ class DatabaseReport(Report):
         return {"source": self.source, **super().to_dict()}
 
 
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector off while one campaign is read, folded and repaired.
+
+    A campaign's objects (documents, events, states, digests) hold no cycles: reference
+    counting frees them. With the collector on, the hundreds of thousands of them a large
+    campaign keeps alive are walked again by every full collection, several seconds in
+    all. What cycles the run itself leaves are collected once the collector is back on.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 class DatabaseReconciler(Reconciler):
     """Reads the database campaign by campaign; repairs like the log reconciler."""
 
@@ -81,7 +101,9 @@ class DatabaseReconciler(Reconciler):
             known = cast(set[str], await self.store.client.smembers(keys.CAMPAIGNS))
             campaign_ids = sorted(set(await self.source.campaigns()) | known)
         for n, campaign_id in enumerate(campaign_ids, start=1):
-            report.campaigns.append(await self.database_campaign(campaign_id, dry_run, report))
+            with collector_paused():
+                campaign_report = await self.database_campaign(campaign_id, dry_run, report)
+            report.campaigns.append(campaign_report)
             if progress:
                 progress("reconciling campaigns from the database", n, len(campaign_ids))
         report.duration_seconds = time.monotonic() - started

@@ -772,9 +772,13 @@ class Reconciler:
     async def _recheck(self, campaign_id: str, snap: Snapshot, todo: Plan) -> Plan:
         """Read the entities found behind again (the snapshot is updated): those the worker
         applied meanwhile are no longer behind."""
+        moved = True
         if len(todo.contacts) + len(todo.records) > RECHECK_BY_LOOKUP:
             # most of the campaign: reading its buckets again is cheaper than looking up
             contacts, records = await self.store.entity_states(campaign_id)
+            moved = any(snap.contacts.get(d) != v for d, v in contacts.items()) or any(
+                snap.records.get(d) != v for d, v in records.items()
+            )
             snap.contacts.update(contacts)
             snap.records.update(records)
         else:
@@ -787,10 +791,11 @@ class Reconciler:
                 stored.update((d, v) for d, v in zip(digests, values, strict=True) if v is not None)
         rows = await self.store.hashes([keys.batch(campaign_id, bid) for bid, _ in todo.batches])
         snap.batches.update((bid, row) for (bid, _), row in zip(todo.batches, rows, strict=True))
+        batches = [(bid, b) for bid, b in todo.batches if _version(snap.batches[bid]) < b.version]
+        if not moved:  # no state changed meanwhile: the same ones are behind
+            return Plan(batches, todo.contacts, todo.records, todo.extra)
         return Plan(
-            batches=[
-                (bid, b) for bid, b in todo.batches if _version(snap.batches[bid]) < b.version
-            ],
+            batches=batches,
             contacts=[
                 (cid, c)
                 for cid, c in todo.contacts
@@ -854,25 +859,14 @@ class Reconciler:
         items: list[Any],
         confirmed: Callable[[list[Any], list[int]], None],
     ) -> None:
-        """APPLY_SLICE over `items` chunk by chunk, in order, one chunk in Redis at a time:
-        a chunk is encoded, and the outcome codes of the one before are handed to
-        `confirmed`, in a thread while the loop drives one of them in Redis."""
-        running: asyncio.Task[list[list[int]]] | None = None
-        previous: list[Any] = []
-        try:
-            for chunk in _chunks(items, REPAIR_CHUNK):
-                call = await asyncio.to_thread(encode, chunk)
-                codes = [] if running is None else [c for r in await running for c in r]
-                running = asyncio.create_task(self.store.apply_calls([call]))
-                if previous:
-                    await asyncio.to_thread(confirmed, previous, codes)
-                previous = chunk
-            if running is not None:
-                confirmed(previous, [c for r in await running for c in r])
-                running = None
-        finally:
-            if running is not None:
-                running.cancel()
+        """APPLY_SLICE over `items` chunk by chunk, in order: a chunk is encoded, and the
+        outcome codes of the one before are handed to `confirmed`, while the one before
+        or this one runs in Redis."""
+        chunks = list(_chunks(items, REPAIR_CHUNK))
+        await self.store.apply_in_turn(
+            (encode(chunk) for chunk in chunks),
+            lambda index, codes: confirmed(chunks[index], codes),
+        )
 
     async def _remove(
         self, campaign_id: str, extra: list[tuple[str, str]]

@@ -6,8 +6,9 @@ import asyncio
 import hashlib
 import json
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import suppress
+from functools import cache
 from typing import Any, cast
 
 import msgspec
@@ -126,6 +127,7 @@ class Store:
         self._lag_pruned_ms = 0
 
     @staticmethod
+    @cache
     def _sha(script: str) -> str:
         return hashlib.sha1(script.encode()).hexdigest()
 
@@ -173,6 +175,56 @@ class Store:
             await self.client.script_load(APPLY_SLICE)
             pending = retry
         raise StoreUnavailable("the apply script could not be loaded")
+
+    async def apply_in_turn(
+        self,
+        calls: Iterable[tuple[list[str], list[str]]],
+        confirmed: Callable[[int, list[int]], None],
+    ) -> None:
+        """Run encoded APPLY_SLICE calls one after another on one connection, in order,
+        one in Redis at a time: each is sent before the outcome codes of the one before are
+        handed to `confirmed` (its index, its codes), and the next is taken from `calls`
+        (encoded) while it runs -- the caller's work overlaps Redis's without a thread."""
+        if isinstance(self.client, RedisCluster):
+            for index, call in enumerate(calls):
+                confirmed(index, (await self.apply_calls([call]))[0])
+            return
+        pool: Any = self.client.connection_pool
+        conn = await pool.get_connection()
+        sent: tuple[int, tuple[list[str], list[str]]] | None = None
+        try:
+            for index, call in enumerate(calls):
+                codes = None if sent is None else await self._reply(conn, sent[1])
+                await self._send(conn, call)
+                if sent is not None and codes is not None:
+                    confirmed(sent[0], codes)
+                sent = (index, call)
+            if sent is not None:
+                confirmed(sent[0], await self._reply(conn, sent[1]))
+                sent = None
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"applying a slice failed: {exc}") from exc
+        finally:
+            if sent is not None:  # a reply may still be on its way: not for the next user
+                await conn.disconnect()
+            await pool.release(conn)
+
+    async def _send(self, conn: Any, call: tuple[list[str], list[str]]) -> None:
+        call_keys, argv = call
+        await conn.send_command(
+            "EVALSHA", self._sha(APPLY_SLICE), len(call_keys), *call_keys, *argv
+        )
+
+    async def _reply(self, conn: Any, call: tuple[list[str], list[str]]) -> list[int]:
+        """The codes of the call sent last on `conn`; sent again once on NOSCRIPT (a call
+        that failed so never ran)."""
+        try:
+            answer = await conn.read_response()
+        except NoScriptError:
+            await self.client.script_load(APPLY_SLICE)
+            await self._send(conn, call)
+            answer = await conn.read_response()
+        return [int(code) for code in answer]
 
     async def _evalsha_many(self, calls: list[tuple[list[str], list[str]]]) -> list[Any]:
         sha = self._sha(APPLY_SLICE)
