@@ -26,7 +26,9 @@ applying events past the offsets the source was read to:
   event meanwhile (STALE), nothing was missing.
 - Counter fields are judged by a RECOUNT taken before any repair, which compares every
   counter with the entity state in one atomic script, so events applied meanwhile cannot
-  make a difference; a repair run recounts again after its repairs to correct them. A
+  make a difference; a repair run recounts again after its repairs to correct them,
+  unless that first recount found every counter right (the repairs write states and
+  counters together; a counter edited by hand while a run repairs waits for the next). A
   counter should be what the state found implies (a lost write or an older copy of Redis
   loses state and counters alike), or -- when entity states were deleted on their own
   and left their counts behind -- what the state implies with the missing entities

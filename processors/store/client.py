@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import json
 import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -118,6 +119,21 @@ def _index_adjustments(quads: list[str]) -> dict[str, int]:
 _INTS = msgspec.json.Decoder(list[int])
 
 
+def _series_row(row: dict[str, str]) -> list[tuple[int, tuple[int, ...]]]:
+    """A series hash's (slot, six numbers) pairs: fields and values parsed at once (1,440
+    buckets a day), or field by field when a value is not six plain numbers."""
+    if not row:
+        return []
+    try:
+        slots = _INTS.decode(f"[{','.join(row)}]")
+        values = _INTS.decode(f"[{','.join(row.values())}]".replace("|", ","))
+    except msgspec.DecodeError:
+        values = []
+    if len(values) != 6 * len(row):
+        return [(int(f), tuple(int(v) for v in p.split("|"))) for f, p in row.items()]
+    return [(slot, tuple(values[6 * i : 6 * i + 6])) for i, slot in enumerate(slots)]
+
+
 class Store:
     """Every read and write dialer-stats makes against Redis."""
 
@@ -189,11 +205,18 @@ class Store:
             for index, call in enumerate(calls):
                 confirmed(index, (await self.apply_calls([call]))[0])
             return
+        pending = iter(calls)
+        first = next(pending, None)
+        if first is None:
+            return
         pool: Any = self.client.connection_pool
-        conn = await pool.get_connection()
+        try:
+            conn = await pool.get_connection()
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"Redis is unavailable: {exc}") from exc
         sent: tuple[int, tuple[list[str], list[str]]] | None = None
         try:
-            for index, call in enumerate(calls):
+            for index, call in enumerate(itertools.chain([first], pending)):
                 codes = None if sent is None else await self._reply(conn, sent[1])
                 await self._send(conn, call)
                 if sent is not None and codes is not None:
@@ -205,9 +228,11 @@ class Store:
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"applying a slice failed: {exc}") from exc
         finally:
-            if sent is not None:  # a reply may still be on its way: not for the next user
-                await conn.disconnect()
-            await pool.release(conn)
+            try:
+                if sent is not None:  # a reply may still be on its way: not for the next user
+                    await conn.disconnect()
+            finally:
+                await pool.release(conn)
 
     async def _send(self, conn: Any, call: tuple[list[str], list[str]]) -> None:
         call_keys, argv = call
@@ -536,15 +561,10 @@ class Store:
         rows = await self.hashes([key(campaign_id, n) for n in numbers])
         out: dict[int, Sequence[int]] = {}
         for number, row in zip(numbers, rows, strict=True):
-            if not row:
-                continue
-            # a hash's fields and packed values parsed at once (1,440 buckets a day)
-            slots = _INTS.decode(f"[{','.join(row)}]")
-            values = _INTS.decode(f"[{','.join(row.values())}]".replace("|", ","))
-            for index, slot in enumerate(slots):
+            for slot, bucket in _series_row(row):
                 start = number * span + slot * step
                 if start_ms <= start < end_ms:
-                    out[start] = tuple(values[6 * index : 6 * index + 6])
+                    out[start] = bucket
         return out
 
     # -- entity state (reconciliation, migration) ----------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -10,11 +11,16 @@ from typing import Any
 
 import pytest
 
+from processors import StoreUnavailable
 from processors.domain.contract import Rejection
 from processors.domain.events import parse
+from processors.domain.transitions import ContactState
 from processors.reconcile.runner import Reconciler
+from processors.settings import Settings
 from processors.store import keys
-from processors.store.client import Store
+from processors.store.client import Store, connect
+from processors.store.lua import APPLIED
+from processors.store.slices import encode_repair
 from tests.oracle import Expected, check_invariants, comparable_batches
 from tests.store.test_apply import apply_events, assert_matches
 from tests.streams import random_stream
@@ -426,3 +432,36 @@ async def test_an_edit_as_large_as_a_missing_contact_is_reported(store: Store) -
         assert report.entities_missing == 1
         assert drift_of(report) == [("stats", "contacts:completed", 2, 1)]
     await assert_matches(store, Expected(events))
+
+
+async def test_repair_chunks_run_in_turn_through_a_script_flush(store: Store) -> None:
+    """`apply_in_turn` (one connection, each call sent before the previous outcome is
+    handed over): outcomes arrive in order, one per call, and a script cache flushed
+    mid-run (NOSCRIPT) is reloaded and the call sent again; the states land in Redis."""
+    contacts = [(f"con_{n}", ContactState(1, "pending", 0, f"btc_{n % 3}")) for n in range(50)]
+    chunks = [contacts[n : n + 10] for n in range(0, 50, 10)]
+    seen: list[tuple[int, list[int]]] = []
+
+    calls = (encode_repair("cmp_turn", "org_turn", contacts=chunk) for chunk in chunks)
+    flushes: list[asyncio.Task[Any]] = []
+
+    def confirmed(index: int, codes: list[int]) -> None:
+        seen.append((index, codes))
+        if index == 1:  # the scripts go while call 2 runs: a later call meets NOSCRIPT
+            flushes.append(asyncio.create_task(store.client.script_flush()))
+
+    await store.apply_in_turn(calls, confirmed)
+    await asyncio.gather(*flushes)
+    assert [index for index, _ in seen] == list(range(len(chunks)))
+    assert all(codes == [APPLIED] * 10 for _, codes in seen)
+    assert int(await store.client.hget(keys.stats("cmp_turn"), "contacts")) == 50
+    await store.apply_in_turn(iter([]), confirmed)  # nothing to send: nothing happens
+    assert len(seen) == len(chunks)
+
+
+async def test_repair_chunks_with_redis_gone_are_store_unavailable() -> None:
+    store = Store(connect(Settings(redis_url="redis://127.0.0.1:1")))
+    call = encode_repair("cmp_gone", "org_gone")
+    with pytest.raises(StoreUnavailable):
+        await store.apply_in_turn(iter([call]), lambda index, codes: None)
+    await store.close()

@@ -197,3 +197,22 @@ async def test_reconciliation_rebuilds_the_series_from_the_source(store: Store) 
     assert await stored(store) == (oracle(events, 60_000), oracle(events, 900_000))
     again = await Reconciler(store, source).run(dry_run=True)
     assert again.campaigns[0].drift == 0
+
+
+async def test_a_bucket_edited_out_of_shape_is_read_on_its_own(store: Store) -> None:
+    """Values are parsed a whole hash at once; one that is not six plain numbers (an edit
+    by hand) is read field by field, so it never shifts its neighbours' numbers."""
+    hour = 490_000
+    key = keys.minute_series(CMP, hour)
+    start = hour * 3_600_000
+    await store.client.hset(key, mapping={"1": "1|0|0|0|0|100", "2": "0|2|0|0|1|-5"})
+    whole = await store.series(CMP, "m", start, start + 3_600_000)
+    assert whole == {start + 60_000: (1, 0, 0, 0, 0, 100), start + 120_000: (0, 2, 0, 0, 1, -5)}
+    await store.client.hset(key, mapping={"0": "1|2|3|4|5", "07": "0|0|0|1|0|7"})
+    edited = await store.series(CMP, "m", start, start + 3_600_000)
+    assert edited == {
+        start: (1, 2, 3, 4, 5),
+        start + 60_000: (1, 0, 0, 0, 0, 100),
+        start + 120_000: (0, 2, 0, 0, 1, -5),
+        start + 7 * 60_000: (0, 0, 0, 1, 0, 7),
+    }
