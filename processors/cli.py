@@ -367,7 +367,11 @@ def up(
     """Run everything on one machine: broker, valkey, worker, API and the simulator."""
     from processors.tools.embedded import EmbeddedInfra
 
-    infra_ctx = EmbeddedInfra(_settings(), kafka_port=0, redis_port=0) if embedded else None
+    infra_ctx = (
+        EmbeddedInfra(_settings(), kafka_port=0, redis_port=0, own_groups=True)
+        if embedded
+        else None
+    )
     if infra_ctx is not None:
         infra_ctx.start()
         os.environ.update(infra_ctx.env)
@@ -375,8 +379,12 @@ def up(
     children: list[subprocess.Popen[bytes]] = []
     try:
         exe = [sys.executable, "-m", "processors.cli"]
-        children.append(subprocess.Popen([*exe, "worker", "--loglevel", "warning"]))
-        children.append(subprocess.Popen([*exe, "api", "--port", str(port)]))
+        # Each child in its own process group: a terminal's Ctrl-C reaches this process
+        # alone, which stops them in order -- simulator, API, worker, then broker and valkey.
+        children.append(
+            subprocess.Popen([*exe, "worker", "--loglevel", "warning"], process_group=0)
+        )
+        children.append(subprocess.Popen([*exe, "api", "--port", str(port)], process_group=0))
         token = _demo_token(settings, organization="org_0_0")
         url = f"http://{settings.api_host}:{port}"
         _wait_http(f"{url}/healthz", timeout=30)
@@ -387,8 +395,8 @@ def up(
             # a dual write with gaps, and the reconciler that finds and repairs them
             simulate += ["--mongodb", mongodb, "--drop-rate", str(drop_rate)]
             reconcile = [*exe, "reconcile", "--source", mongodb, "--every", str(reconcile_every)]
-            children.append(subprocess.Popen(reconcile, stdout=subprocess.DEVNULL))
-        children.append(subprocess.Popen(simulate))
+            children.append(subprocess.Popen(reconcile, stdout=subprocess.DEVNULL, process_group=0))
+        children.append(subprocess.Popen(simulate, process_group=0))
         print(f"\nKAFKA_BOOTSTRAP_SERVERS={settings.kafka_bootstrap_servers}")
         print(f"REDIS_URL={settings.redis_url}")
         print(f"Dashboard: {url}/dashboard#token={token}")

@@ -81,6 +81,9 @@ class Broker:
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    #: In a process group of its own: a terminal's Ctrl-C reaches the parent alone, which
+    #: stops the broker once its clients are gone (`dialer-stats up`).
+    own_group: bool = False
 
     @property
     def bootstrap(self) -> str:
@@ -107,6 +110,7 @@ class Broker:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env=env,
+                process_group=0 if self.own_group else None,
             )
         _wait_port(self.port, self.process, "the Tansu broker", time.monotonic() + timeout)
 
@@ -122,6 +126,7 @@ class Valkey:
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
     extra_args: list[str] = field(default_factory=list)
+    own_group: bool = False  # as the broker's
 
     @property
     def url(self) -> str:
@@ -151,6 +156,7 @@ class Valkey:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                process_group=0 if self.own_group else None,  # as the broker's
             )
         _wait_port(self.port, self.process, "valkey-server", time.monotonic() + timeout)
 
@@ -173,11 +179,18 @@ def _terminate(process: subprocess.Popen[bytes] | None) -> None:
 class EmbeddedInfra:
     """Broker + valkey + topics, stopped together; use as a context manager."""
 
-    def __init__(self, settings: Settings, *, kafka_port: int = 0, redis_port: int = 0) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        kafka_port: int = 0,
+        redis_port: int = 0,
+        own_groups: bool = False,
+    ) -> None:
         self.settings = settings
         self.workdir = Path(tempfile.mkdtemp(prefix="dialer-stats-"))
-        self.broker = Broker(port=kafka_port)
-        self.valkey = Valkey(port=redis_port)
+        self.broker = Broker(port=kafka_port, own_group=own_groups)
+        self.valkey = Valkey(port=redis_port, own_group=own_groups)
 
     @property
     def env(self) -> dict[str, str]:
