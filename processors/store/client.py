@@ -121,17 +121,27 @@ _INTS = msgspec.json.Decoder(list[int])
 
 def _series_row(row: dict[str, str]) -> list[tuple[int, tuple[int, ...]]]:
     """A series hash's (slot, six numbers) pairs: fields and values parsed at once (1,440
-    buckets a day), or field by field when a value is not six plain numbers."""
+    buckets a day) when every value is six `|`-joined parts, else field by field. A field
+    that is not a slot with six integers (an edit by hand) is left out: it never shifts
+    another bucket's numbers, and the recount (RECOUNT_SERIES) puts it right."""
     if not row:
         return []
-    try:
-        slots = _INTS.decode(f"[{','.join(row)}]")
-        values = _INTS.decode(f"[{','.join(row.values())}]".replace("|", ","))
-    except msgspec.DecodeError:
-        values = []
-    if len(values) != 6 * len(row):
-        return [(int(f), tuple(int(v) for v in p.split("|"))) for f, p in row.items()]
-    return [(slot, tuple(values[6 * i : 6 * i + 6])) for i, slot in enumerate(slots)]
+    if all(value.count("|") == 5 for value in row.values()):
+        try:
+            slots = _INTS.decode(f"[{','.join(row)}]")
+            values = _INTS.decode(f"[{','.join(row.values())}]".replace("|", ","))
+        except msgspec.DecodeError:
+            pass
+        else:
+            if len(slots) == len(row) and len(values) == 6 * len(row):
+                return [(slot, tuple(values[6 * i : 6 * i + 6])) for i, slot in enumerate(slots)]
+    out: list[tuple[int, tuple[int, ...]]] = []
+    for field, value in row.items():
+        with suppress(ValueError):
+            numbers = tuple(int(part) for part in value.split("|"))
+            if len(numbers) == 6:
+                out.append((int(field), numbers))
+    return out
 
 
 class Store:

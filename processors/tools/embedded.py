@@ -4,15 +4,19 @@ wheel) as child processes on loopback, with the topics created."""
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from processors import InfraError
 from processors.settings import Settings
@@ -74,6 +78,23 @@ async def create_topics(bootstrap: str, topics: tuple[str, ...], partitions: int
         await admin.close()
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def _end_with_parent() -> None:  # pragma: no cover - runs in the child, before exec
+    ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def own_group() -> dict[str, Any]:
+    """Popen arguments for a child in a process group of its own, so that a terminal's
+    Ctrl-C reaches its parent alone (which stops the children in order), and that still
+    ends with its parent however that one ends (SIGTERM on the parent's death, Linux)."""
+    extra: dict[str, Any] = {"process_group": 0}
+    if sys.platform == "linux":
+        extra["preexec_fn"] = _end_with_parent
+    return extra
+
+
 @dataclass
 class Broker:
     """One Tansu broker with memory storage."""
@@ -81,8 +102,8 @@ class Broker:
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
-    #: In a process group of its own: a terminal's Ctrl-C reaches the parent alone, which
-    #: stops the broker once its clients are gone (`dialer-stats up`).
+    #: In a process group of its own (`own_group()`): `dialer-stats up` stops the broker
+    #: once its clients are gone.
     own_group: bool = False
 
     @property
@@ -110,7 +131,7 @@ class Broker:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env=env,
-                process_group=0 if self.own_group else None,
+                **(own_group() if self.own_group else {}),
             )
         _wait_port(self.port, self.process, "the Tansu broker", time.monotonic() + timeout)
 
@@ -156,7 +177,7 @@ class Valkey:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                process_group=0 if self.own_group else None,  # as the broker's
+                **(own_group() if self.own_group else {}),
             )
         _wait_port(self.port, self.process, "valkey-server", time.monotonic() + timeout)
 

@@ -200,19 +200,28 @@ async def test_reconciliation_rebuilds_the_series_from_the_source(store: Store) 
 
 
 async def test_a_bucket_edited_out_of_shape_is_read_on_its_own(store: Store) -> None:
-    """Values are parsed a whole hash at once; one that is not six plain numbers (an edit
-    by hand) is read field by field, so it never shifts its neighbours' numbers."""
+    """Values are parsed a whole hash at once; a field that is not a slot with six plain
+    integers (an edit by hand) is left out, and never shifts its neighbours' numbers."""
     hour = 490_000
     key = keys.minute_series(CMP, hour)
     start = hour * 3_600_000
+    good = {start + 60_000: (1, 0, 0, 0, 0, 100), start + 120_000: (0, 2, 0, 0, 1, -5)}
     await store.client.hset(key, mapping={"1": "1|0|0|0|0|100", "2": "0|2|0|0|1|-5"})
-    whole = await store.series(CMP, "m", start, start + 3_600_000)
-    assert whole == {start + 60_000: (1, 0, 0, 0, 0, 100), start + 120_000: (0, 2, 0, 0, 1, -5)}
-    await store.client.hset(key, mapping={"0": "1|2|3|4|5", "07": "0|0|0|1|0|7"})
-    edited = await store.series(CMP, "m", start, start + 3_600_000)
-    assert edited == {
-        start: (1, 2, 3, 4, 5),
-        start + 60_000: (1, 0, 0, 0, 0, 100),
-        start + 120_000: (0, 2, 0, 0, 1, -5),
+    assert await store.series(CMP, "m", start, start + 3_600_000) == good
+    edits = [
+        {"0": "1|2|3|4|5", "3": "1|2|3|4|5|6|7"},  # 5 + 7 parts: twelve in all
+        {"1,4": "1|2|3|4|5|6"},
+        {"": "1|2|3|4|5|6"},
+        {"5": "1||2|3|4|5"},
+        {"6": "1.0|0|0|0|0|0"},
+        {"8": "1],[2|0|0|0|0|0"},
+    ]
+    for edit in edits:
+        await store.client.hset(key, mapping=edit)
+        assert await store.series(CMP, "m", start, start + 3_600_000) == good, edit
+        await store.client.hdel(key, *edit)
+    await store.client.hset(key, "07", "0|0|0|1|0|7")  # a slot written another way
+    assert await store.series(CMP, "m", start, start + 3_600_000) == {
+        **good,
         start + 7 * 60_000: (0, 0, 0, 1, 0, 7),
     }
