@@ -13,6 +13,8 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -59,78 +61,78 @@ def session_members(session: int) -> list[int]:
     return members
 
 
-def printed(lines: list[str], pattern: str) -> str:
-    match = re.search(pattern, "".join(lines), re.MULTILINE)
-    assert match, "".join(lines)
-    return match[1]
+@dataclass
+class Up:
+    """A running `dialer-stats up` and what it has printed so far."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    lines: list[str] = field(default_factory=list)
+
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def printed(self, pattern: str) -> str:
+        match = re.search(pattern, self.output(), re.MULTILINE)
+        assert match, self.output()
+        return match[1]
+
+
+@contextlib.contextmanager
+def running_up(tmp_path: Path, *args: str) -> Iterator[Up]:
+    """`dialer-stats up` in a session of its own, like a terminal's (its foreground
+    process group is `up` alone), once it has printed its dashboard; whatever of the
+    session is left at the end is killed."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "REDIS_"))}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "processors.cli", "up", "--port", str(port), *args],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        env={**env, "PYTHONUNBUFFERED": "1"}, cwd=tmp_path, start_new_session=True,
+    )  # fmt: skip
+    up = Up(process, port)
+
+    def read() -> None:
+        up.lines.extend(line.decode(errors="replace") for line in process.stdout or ())
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        wait_until(lambda: "Ctrl-C stops" in up.output(), timeout=120,
+                   what="up to print its dashboard")  # fmt: skip
+        yield up
+    finally:
+        for pid in session_members(process.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        reader.join(timeout=30)
 
 
 def test_ctrl_c_stops_the_services_after_their_clients(tmp_path: Path) -> None:
-    api_port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "REDIS_"))}
-    up = subprocess.Popen(
-        [sys.executable, "-m", "processors.cli", "up", "--port", str(api_port),
-         "--campaigns", "2", "--rate", "300"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        env={**env, "PYTHONUNBUFFERED": "1"}, cwd=tmp_path,
-        # a session of its own, like a terminal's: its foreground process group is up alone
-        start_new_session=True,
-    )  # fmt: skip
-    lines: list[str] = []
-    reader = threading.Thread(
-        target=lambda: lines.extend(line.decode(errors="replace") for line in up.stdout or ()),
-        daemon=True,
-    )
-    reader.start()
-    try:
-        wait_until(lambda: any("Ctrl-C stops" in line for line in lines), timeout=120,
-                   what="up to print its dashboard")  # fmt: skip
-        kafka = int(printed(lines, r"^KAFKA_BOOTSTRAP_SERVERS=[\d.]+:(\d+)$"))
-        redis_port = int(printed(lines, r"^REDIS_URL=redis://[\d.]+:(\d+)/\d+$"))
-        token = printed(lines, r"^Token \(organization org_0_0\): (\S+)$")
-        ports = (api_port, kafka, redis_port)
-        assert all(listening(p) for p in ports), "".join(lines)
+    with running_up(tmp_path, "--campaigns", "2", "--rate", "300") as up:
+        kafka = int(up.printed(r"^KAFKA_BOOTSTRAP_SERVERS=[\d.]+:(\d+)$"))
+        redis_port = int(up.printed(r"^REDIS_URL=redis://[\d.]+:(\d+)/\d+$"))
+        token = up.printed(r"^Token \(organization org_0_0\): (\S+)$")
+        ports = (up.port, kafka, redis_port)
+        assert all(listening(p) for p in ports), up.output()
         # stopped mid-flow, as a user watching the dashboard would: the worker is applying
-        wait_until(lambda: applied(api_port, token) > 100, timeout=60, what="events applied")
-        os.killpg(up.pid, signal.SIGINT)  # the terminal's Ctrl-C
-        assert up.wait(timeout=90) == 0, "".join(lines)
-        wait_until(lambda: not session_members(up.pid), timeout=30, what="every child gone")
-    finally:
-        for pid in session_members(up.pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-    reader.join(timeout=30)
-    after = "".join(lines)
-    assert not BROKER_GONE.search(after), after
+        wait_until(lambda: applied(up.port, token) > 100, timeout=60, what="events applied")
+        os.killpg(up.process.pid, signal.SIGINT)  # the terminal's Ctrl-C
+        assert up.process.wait(timeout=90) == 0, up.output()
+        wait_until(lambda: not session_members(up.process.pid), timeout=30,
+                   what="every child gone")  # fmt: skip
+    assert not BROKER_GONE.search(up.output()), up.output()
     assert not any(listening(p) for p in ports)
 
 
 def test_up_killed_outright_leaves_nothing_running(tmp_path: Path) -> None:
     """However `up` ends -- here SIGKILL, no chance to clean up -- its children end with it
     (each is told on its parent's death), though each has a process group of its own."""
-    api_port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "REDIS_"))}
-    up = subprocess.Popen(
-        [sys.executable, "-m", "processors.cli", "up", "--port", str(api_port),
-         "--campaigns", "1", "--rate", "50"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        env={**env, "PYTHONUNBUFFERED": "1"}, cwd=tmp_path, start_new_session=True,
-    )  # fmt: skip
-    lines: list[str] = []
-    reader = threading.Thread(
-        target=lambda: lines.extend(line.decode(errors="replace") for line in up.stdout or ()),
-        daemon=True,
-    )
-    reader.start()
-    try:
-        wait_until(lambda: any("Ctrl-C stops" in line for line in lines), timeout=120,
-                   what="up to print its dashboard")  # fmt: skip
-        assert len(session_members(up.pid)) >= 5  # up, broker, valkey, worker, API, simulator
-        up.kill()
-        up.wait(timeout=10)
-        wait_until(lambda: not session_members(up.pid), timeout=60, what="every child gone")
-    finally:
-        for pid in session_members(up.pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-    assert not listening(api_port)
+    with running_up(tmp_path, "--campaigns", "1", "--rate", "50") as up:
+        # up, broker, valkey, worker, API, simulator
+        assert len(session_members(up.process.pid)) >= 5
+        up.process.kill()
+        up.process.wait(timeout=10)
+        wait_until(lambda: not session_members(up.process.pid), timeout=60,
+                   what="every child gone")  # fmt: skip
+    assert not listening(up.port)
