@@ -34,16 +34,9 @@ async def round_trip(store: Store, *commands: tuple[str, ...]) -> list[Any]:
             pipe.execute_command(*command)
         replies: list[Any] = await pipe.execute()
         return replies
-    pool = client.connection_pool
-    connection = await pool.get_connection()  # type: ignore[no-untyped-call]
-    try:
+    async with store.dedicated_connection() as connection:
         await connection.send_packed_command(connection.pack_commands(commands))
         return [await connection.read_response() for _ in commands]
-    except BaseException:
-        await connection.disconnect()  # replies may be left on it, unread
-        raise
-    finally:
-        await pool.release(connection)
 
 
 def _as_dict(reply: Any) -> dict[str, str]:

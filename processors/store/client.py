@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import itertools
 import json
 import secrets
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextlib import suppress
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager, suppress
 from functools import cache
 from typing import Any, cast
 
@@ -219,30 +218,33 @@ class Store:
         first = next(pending, None)
         if first is None:
             return
-        pool: Any = self.client.connection_pool
         try:
-            conn = await pool.get_connection()
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailable(f"Redis is unavailable: {exc}") from exc
-        sent: tuple[int, tuple[list[str], list[str]]] | None = None
-        try:
-            for index, call in enumerate(itertools.chain([first], pending)):
-                codes = None if sent is None else await self._reply(conn, sent[1])
-                await self._send(conn, call)
-                if sent is not None and codes is not None:
-                    confirmed(sent[0], codes)
-                sent = (index, call)
-            if sent is not None:
-                confirmed(sent[0], await self._reply(conn, sent[1]))
-                sent = None
+            async with self.dedicated_connection() as conn:
+                previous = (0, first)
+                await self._send(conn, first)
+                for index, call in enumerate(pending, start=1):  # encoded while one runs
+                    codes = await self._reply(conn, previous[1])
+                    await self._send(conn, call)
+                    confirmed(previous[0], codes)
+                    previous = (index, call)
+                confirmed(previous[0], await self._reply(conn, previous[1]))
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"applying a slice failed: {exc}") from exc
+
+    @asynccontextmanager
+    async def dedicated_connection(self) -> AsyncIterator[Any]:
+        """A connection of a single-node client's pool, the caller's alone: commands are
+        written and replies read on it directly, in order. It is disconnected if the caller
+        fails (replies may be left on it, unread) and returned to the pool in any case."""
+        pool: Any = cast(Any, self.client).connection_pool
+        connection = await pool.get_connection()
+        try:
+            yield connection
+        except BaseException:
+            await connection.disconnect()
+            raise
         finally:
-            try:
-                if sent is not None:  # a reply may still be on its way: not for the next user
-                    await conn.disconnect()
-            finally:
-                await pool.release(conn)
+            await pool.release(connection)
 
     async def _send(self, conn: Any, call: tuple[list[str], list[str]]) -> None:
         call_keys, argv = call
