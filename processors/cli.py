@@ -371,7 +371,7 @@ def up(
     ] = 60.0,
 ) -> None:
     """Run everything on one machine: broker, valkey, worker, API and the simulator."""
-    from processors.tools.embedded import EmbeddedInfra, own_group
+    from processors.tools.embedded import EmbeddedInfra, own_process_group
 
     # A signal only sets the flag from here on: every way out goes through the finally
     # below, which stops the children in order -- simulator, API, worker -- and then the
@@ -390,8 +390,10 @@ def up(
             os.environ.update(infra_ctx.env)
         settings = _settings()
         exe = [sys.executable, "-m", "processors.cli"]
-        children.append(subprocess.Popen([*exe, "worker", "--loglevel", "warning"], **own_group()))
-        children.append(subprocess.Popen([*exe, "api", "--port", str(port)], **own_group()))
+        children.append(
+            subprocess.Popen([*exe, "worker", "--loglevel", "warning"], **own_process_group())
+        )
+        children.append(subprocess.Popen([*exe, "api", "--port", str(port)], **own_process_group()))
         token = _demo_token(settings, organization="org_0_0")
         url = f"http://{settings.api_host}:{port}"
         if not _wait_http(f"{url}/healthz", timeout=30, stop=stop, children=children):
@@ -403,8 +405,10 @@ def up(
             # a dual write with gaps, and the reconciler that finds and repairs them
             simulate += ["--mongodb", mongodb, "--drop-rate", str(drop_rate)]
             reconcile = [*exe, "reconcile", "--source", mongodb, "--every", str(reconcile_every)]
-            children.append(subprocess.Popen(reconcile, stdout=subprocess.DEVNULL, **own_group()))
-        children.append(subprocess.Popen(simulate, **own_group()))
+            children.append(
+                subprocess.Popen(reconcile, stdout=subprocess.DEVNULL, **own_process_group())
+            )
+        children.append(subprocess.Popen(simulate, **own_process_group()))
         sys.stdout.write(
             f"\nKAFKA_BOOTSTRAP_SERVERS={settings.kafka_bootstrap_servers}\n"
             f"REDIS_URL={settings.redis_url}\n"

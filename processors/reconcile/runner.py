@@ -378,8 +378,9 @@ class Effects:
         self.joined: Counter[str] = Counter()
         self.lost_batches: dict[str, str | None] = {}
 
-    def add(self, done: Plan, removed: Sequence[tuple[str, str]] = ()) -> None:
+    def add(self, done: Plan | None = None, removed: Sequence[tuple[str, str]] = ()) -> None:
         """Entities re-applied (`done`) or removed."""
+        done = done if done is not None else Plan([], [], [], [])
         self.touched |= touched_batches(changes_of(self.snap, done, removed))
         lost = changes_of(self.snap, lost_plan(self.snap, done), removed)
         entity_delta(lost, self.lost, self.joined)
@@ -696,7 +697,7 @@ class Reconciler:
                 await self.store.ensure_owner(campaign_id, state.organization_id)
             done = await self._repair(campaign_id, state, todo, report, effects)
             removed = await self._remove(campaign_id, todo.extra)
-            effects.add(Plan.only("batches", []), removed)
+            effects.add(removed=removed)
             if early is not None and not (early.fixes or early.migrated):
                 # every counter matched the entity state before the repairs, which wrote
                 # states and counters together: a correcting recount would find nothing

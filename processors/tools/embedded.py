@@ -85,7 +85,7 @@ def _end_with_parent() -> None:  # pragma: no cover - runs in the child, before 
     ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def own_group() -> dict[str, Any]:
+def own_process_group() -> dict[str, Any]:
     """Popen arguments for a child in a process group of its own, so that a terminal's
     Ctrl-C reaches its parent alone (which stops the children in order), and that still
     ends with its parent however that one ends (SIGTERM on the parent's death, Linux)."""
@@ -102,8 +102,8 @@ class Broker:
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
-    #: In a process group of its own (`own_group()`): `dialer-stats up` stops the broker
-    #: once its clients are gone.
+    #: In a process group of its own (`own_process_group()`): `dialer-stats up` stops
+    #: the broker once its clients are gone.
     own_group: bool = False
 
     @property
@@ -131,7 +131,7 @@ class Broker:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env=env,
-                **(own_group() if self.own_group else {}),
+                **(own_process_group() if self.own_group else {}),
             )
         _wait_port(self.port, self.process, "the Tansu broker", time.monotonic() + timeout)
 
@@ -177,7 +177,7 @@ class Valkey:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                **(own_group() if self.own_group else {}),
+                **(own_process_group() if self.own_group else {}),
             )
         _wait_port(self.port, self.process, "valkey-server", time.monotonic() + timeout)
 
