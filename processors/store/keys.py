@@ -39,17 +39,19 @@ def _tag(campaign_id: str) -> str:
     return f"{PREFIX}:{{{campaign_id}}}"
 
 
-@lru_cache(maxsize=1 << 20)
-def digest(entity_id: str) -> str:
+def fresh_digest(entity_id: str) -> str:
     """The fixed-width name an entity's state is stored under: 63 bits of BLAKE2b, decimal.
 
     Redis keeps an integer-looking field as an 8-byte integer, so the dialer's ids cost the
     same whatever their length. Two ids of one campaign collide with probability about
-    n**2 / 2**64 (5e-8 for a million contacts). Cached: reconciliation and the worker ask
-    for the same ids again and again.
+    n**2 / 2**64 (5e-8 for a million contacts).
     """
     raw = hashlib.blake2b(entity_id.encode(), digest_size=8).digest()
     return str(int.from_bytes(raw, "big") >> 1)
+
+
+#: `fresh_digest`, cached: reconciliation and the worker ask for the same ids again and again.
+digest = lru_cache(maxsize=1 << 20)(fresh_digest)
 
 
 def bucket_hash(entity_digest: str) -> int:

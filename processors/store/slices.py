@@ -78,14 +78,44 @@ def iso(moment: datetime) -> str:
     return _aware(moment).astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-@lru_cache(maxsize=1 << 18)
-def _entity(entity_id: str) -> str:
-    """`digest` US `bucket hash` of an entity id (a worker sees the same ids again and again)."""
-    digest = keys.digest(entity_id)
+def _fresh_entity(entity_id: str) -> str:
+    """`digest` US `bucket hash` of an entity id."""
+    digest = keys.fresh_digest(entity_id)
     return f"{digest}{FIELD_SEP}{keys.bucket_hash(digest)}"
 
 
+#: Contacts come back again and again (each status change); call records mostly once, so
+#: theirs are worked out afresh rather than pushed through a cache they would only churn.
+_entity = lru_cache(maxsize=1 << 18)(_fresh_entity)
+
 US = FIELD_SEP
+
+
+def _encoded(fence: int, offset: int, event: Event) -> str:
+    """One event as APPLY_SLICE reads it (the hot path: one f-string per kind)."""
+    moment = event.occurred_at
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    occurred = int(moment.timestamp() * 1000)
+    if isinstance(event, ContactStatusChanged):
+        return (
+            f"{fence}{US}{offset}{US}{event.organization_id}{US}{event.version}{US}c{US}"
+            f"{_entity(event.contact_id)}{US}{CONTACT_CODES[event.status]}{US}"
+            f"{event.retry_count}{US}{event.batch_id}{US}{US}{occurred}"
+        )
+    if isinstance(event, CallRecordCompleted):
+        return (
+            f"{fence}{US}{offset}{US}{event.organization_id}{US}{event.version}{US}r{US}"
+            f"{_fresh_entity(event.execution_id)}{US}{CALL_CODES[event.call_status]}{US}"
+            f"{'1' if event.is_follow_up else '0'}{US}{talk_ms(event.duration_seconds)}"
+            f"{US}{US}{occurred}"
+        )
+    fields = (
+        str(fence), str(offset), event.organization_id, str(event.version),
+        "b", event.batch_id, "0", event.status, str(event.total_contacts),
+        iso(event.created_at), str(epoch_us(event.created_at)), str(occurred),
+    )  # fmt: skip
+    return US.join(fields)
 
 
 class _Call:
@@ -97,24 +127,7 @@ class _Call:
         self.events: list[str] = []
 
     def add(self, fence: int, offset: int, event: Event) -> None:
-        head = f"{fence}{US}{offset}{US}{event.organization_id}{US}{event.version}{US}"
-        occurred = epoch_ms(event.occurred_at)
-        if isinstance(event, ContactStatusChanged):
-            code = CONTACT_CODES[event.status]
-            tail = f"c{US}{_entity(event.contact_id)}{US}{code}{US}{event.retry_count}"
-            self.events.append(f"{head}{tail}{US}{event.batch_id}{US}{US}{occurred}")
-        elif isinstance(event, BatchUpserted):
-            fields = (
-                "b", event.batch_id, "0", event.status, str(event.total_contacts),
-                iso(event.created_at), str(epoch_us(event.created_at)), str(occurred),
-            )  # fmt: skip
-            self.events.append(head + US.join(fields))
-        else:
-            code = CALL_CODES[event.call_status]
-            flag = "1" if event.is_follow_up else "0"
-            talk = talk_ms(event.duration_seconds)
-            tail = f"r{US}{_entity(event.execution_id)}{US}{code}{US}{flag}{US}{talk}{US}{US}"
-            self.events.append(f"{head}{tail}{occurred}")
+        self.events.append(_encoded(fence, offset, event))
 
     def done(self) -> tuple[list[str], list[str]]:
         argv = [str(len(self.fences))]
@@ -129,8 +142,10 @@ def encode(part: Slice, epochs: Mapping[TopicPartition, int]) -> tuple[list[str]
     partitions = sorted({(topic, partition) for topic, partition, _, _ in part.items})
     fence_index = {tp: n for n, tp in enumerate(partitions, start=1)}
     call = _Call(part.campaign_id, [(f"{t}:{p}", epochs[(t, p)]) for t, p in partitions])
-    for topic, partition, offset, event in part.items:
-        call.add(fence_index[(topic, partition)], offset, event)
+    call.events = [
+        _encoded(fence_index[(topic, partition)], offset, event)
+        for topic, partition, offset, event in part.items
+    ]
     return call.done()
 
 

@@ -45,6 +45,8 @@ _LUA_REJECTIONS = {
     TENANT_MISMATCH: Rejection("tenant_mismatch", "the campaign belongs to another organization"),
 }
 _OUTCOMES = {APPLIED: "applied", REPLAYED: "replayed", STALE: "stale"}
+#: Records prepared between two turns of the event loop.
+YIELD_EVERY = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +91,12 @@ class BatchProcessor:
         rejected: list[tuple[Record, Rejection]] = []
         tombstones = 0
         max_bytes = self.max_message_bytes
-        for record in records:
+        for index, record in enumerate(records):
+            if not index % YIELD_EVERY:
+                # Let the batch before this one reach Redis: its apply task was only
+                # scheduled, and a loop that never yields would send it after this one is
+                # prepared -- Redis and this CPU half would take turns instead of overlapping.
+                await asyncio.sleep(0)
             if record.value is None:  # a tombstone: no event, nothing to dead-letter
                 tombstones += 1
                 metrics.TOMBSTONES.labels(record.topic).inc()
@@ -124,13 +131,23 @@ class BatchProcessor:
             # script gives a replayed foreign event its tenant verdict again.
             if APPLIED in codes or REPLAYED in codes:
                 changed.add(part.campaign_id)
-            for (topic, partition, offset, event), code in zip(part.items, codes, strict=True):
-                if code in _LUA_REJECTIONS:
-                    late.append(((topic, partition, offset), _LUA_REJECTIONS[code]))
-                    continue
-                tally[_OUTCOMES[code]] += 1
-                if event.campaign_id not in self._registered:
-                    owners[event.campaign_id] = event.organization_id
+            if len(codes) != len(part.items):
+                raise ValueError(f"{len(codes)} outcomes for {len(part.items)} events")
+            for code, name in _OUTCOMES.items():
+                count = codes.count(code)
+                if count:
+                    tally[name] += count
+            if TENANT_MISMATCH not in codes:
+                owner = part.items[0][3].organization_id  # every event is the owner's
+            else:
+                owner = None
+                for (topic, partition, offset, event), code in zip(part.items, codes, strict=True):
+                    if code in _LUA_REJECTIONS:
+                        late.append(((topic, partition, offset), _LUA_REJECTIONS[code]))
+                    elif owner is None:
+                        owner = event.organization_id
+            if owner is not None and part.campaign_id not in self._registered:
+                owners[part.campaign_id] = owner
         if late:
             by_offset = {(r.topic, r.partition, r.offset): r for r in prepared.records}
             rejected += [(by_offset[where], rejection) for where, rejection in late]
