@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from api import metrics
 from api.errors import store_unavailable
 from api.live import Updates
-from api.pages import Pages
+from api.pages import Fragments, Pages
 from api.pool import api_client
 from api.readpath import ReadPath
 from api.routes import batches, dashboard, health, reconciliation, stats, stream, timeseries
@@ -68,6 +68,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     )
     app.state.heartbeat_seconds = config.stream_heartbeat_seconds
     app.state.pages = Pages()
+    app.state.fragments = Fragments()
     app.state.ready_max_lag = config.ready_max_lag
     app.include_router(stats.router)
     app.include_router(stream.router)

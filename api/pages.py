@@ -1,43 +1,93 @@
-"""Rendered pages of batches, one revision each: a page is read and rendered once per
-revision in each process, however many clients ask for it meanwhile.
+"""Rendered batches, kept per process: whole pages by revision, and single batches by
+their content.
 
-A page of 50 batches is 50 hash reads and 50 views (about 5 ms of CPU); a dashboard wall
-or many supervisors on one campaign ask for the same page at the same revision many times.
-An entry is served only to a request that read the same revision (the same ETag) first,
-and the page was read after that revision (`batches_answer`), so it is the page of that
-revision exactly. Least recently used entries leave beyond `max_bytes`.
+A page of 50 batches is 50 hashes and 50 views. A dashboard wall or many supervisors on one
+campaign ask for the same page at the same revision many times: `Pages` keeps the body
+rendered at a revision, served only to a request that read the same revision (the same
+ETag) first; the page was read after that revision (`batches_answer`), so it is the page of
+that revision exactly. While a campaign changes, every read finds a new revision, but
+most batches of a page are as they were: `Fragments` keeps each batch's JSON under the
+DUMP of the hash it was rendered from (read with it, in one script call), and a page
+read names each batch by its hash's DUMP (BATCH_PAGE), so only a batch whose hash
+changed is read and rendered again -- a lookup by content, which can never serve a stale
+batch. Least recently used entries leave beyond `max_bytes`.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class _Sized(Generic[K, V]):
+    """A least-recently-used map bounded by the bytes its values weigh."""
+
+    def __init__(self, max_bytes: int, weight: Callable[[V], int]) -> None:
+        self.max_bytes = max_bytes
+        self._weight = weight
+        self._entries: OrderedDict[K, V] = OrderedDict()
+        self._bytes = 0
+
+    def get(self, key: K) -> V | None:
+        entry = self._entries.get(key)
+        if entry is not None:
+            self._entries.move_to_end(key)
+        return entry
+
+    def put(self, key: K, value: V) -> None:
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self._bytes -= self._weight(old)
+        size = self._weight(value)
+        if size > self.max_bytes:
+            return
+        self._entries[key] = value
+        self._bytes += size
+        while self._bytes > self.max_bytes:
+            _, evicted = self._entries.popitem(last=False)
+            self._bytes -= self._weight(evicted)
 
 
 class Pages:
     """Page bodies by (campaign, query), each with the ETag of the revision it renders."""
 
     def __init__(self, max_bytes: int = 16 << 20) -> None:
-        self.max_bytes = max_bytes
-        self._pages: OrderedDict[tuple[str, str], tuple[str, bytes]] = OrderedDict()
-        self._bytes = 0
+        self._pages: _Sized[tuple[str, str], tuple[str, bytes]] = _Sized(
+            max_bytes, lambda entry: len(entry[1])
+        )
 
     def get(self, campaign_id: str, query: str, etag: str) -> bytes | None:
         """The body rendered at the revision named by `etag`, if it is still here."""
         entry = self._pages.get((campaign_id, query))
         if entry is None or entry[0] != etag:
             return None
-        self._pages.move_to_end((campaign_id, query))
         return entry[1]
 
     def put(self, campaign_id: str, query: str, etag: str, body: bytes) -> None:
         """Keep `body` as the page at the revision named by `etag` (replacing an older one)."""
-        old = self._pages.pop((campaign_id, query), None)
-        if old is not None:
-            self._bytes -= len(old[1])
-        if len(body) > self.max_bytes:
-            return
-        self._pages[(campaign_id, query)] = (etag, body)
-        self._bytes += len(body)
-        while self._bytes > self.max_bytes:
-            _, (_, evicted) = self._pages.popitem(last=False)
-            self._bytes -= len(evicted)
+        self._pages.put((campaign_id, query), (etag, body))
+
+
+class Fragments:
+    """The JSON of single batches, by (campaign, batch id, the DUMP of the batch's hash)."""
+
+    def __init__(self, max_bytes: int = 16 << 20) -> None:
+        self._items: _Sized[tuple[str, str, bytes], bytes] = _Sized(
+            max_bytes, lambda body: len(body) + KEY_BYTES
+        )
+
+    def get(self, campaign_id: str, batch_id: str, dump: bytes) -> bytes | None:
+        """The batch's JSON as rendered from the hash whose DUMP is `dump`, if kept."""
+        return self._items.get((campaign_id, batch_id, dump))
+
+    def put(self, campaign_id: str, batch_id: str, dump: bytes, body: bytes) -> None:
+        """Keep the JSON rendered from the hash whose DUMP (read with it) is `dump`."""
+        self._items.put((campaign_id, batch_id, dump), body)
+
+
+#: What an entry's key weighs beside its body (ids and a DUMP of a few hundred bytes).
+KEY_BYTES = 600

@@ -86,9 +86,9 @@ class ReadPath:
             if page is None:
                 return None
             scope["route"] = BATCHES_ROUTE
-            pages = self.api.state.pages
+            state = self.api.state
             return await batches.batches_answer(
-                store, pages, token, campaign_id, if_none_match, page
+                store, state.pages, state.fragments, token, campaign_id, if_none_match, page
             )
         except HTTPException:
             scope.pop("route", None)

@@ -8,19 +8,23 @@ campaign's counters or batches) and the freshness fields beside the counters.
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 import redis.asyncio as aioredis
+from redis.client import NEVER_DECODE
+from redis.exceptions import NoScriptError
 
 from processors.store import keys
 from processors.store.client import Store, token_hash
+from processors.store.lua import BATCH_HASHES, BATCH_PAGE
 
 #: What a conditional read needs of the stats hash: no counter among them.
 HEAD = ("org", "rev", "applied_at_ms", "last_event_ms")
 
 
-async def round_trip(store: Store, *commands: tuple[str, ...]) -> list[Any]:
-    """The replies to `commands`, written at once on one connection and read in order.
+async def round_trip(store: Store, *commands: tuple[str, ...], raw: bool = False) -> list[Any]:
+    """The replies to `commands`, written at once on one connection and read in order
+    (as bytes with `raw`).
 
     What a non-transactional pipeline does, without redis-py's Pipeline object: that costs
     about a sixth of a 304's CPU. A cluster client, whose commands may go to several
@@ -30,13 +34,14 @@ async def round_trip(store: Store, *commands: tuple[str, ...]) -> list[Any]:
     client = store.client
     if not isinstance(client, aioredis.Redis):
         pipe = client.pipeline(transaction=False)
+        options: dict[str, Any] = {NEVER_DECODE: []} if raw else {}
         for command in commands:
-            pipe.execute_command(*command)
+            pipe.execute_command(*command, **options)
         replies: list[Any] = await pipe.execute()
         return replies
     async with store.dedicated_connection() as connection:
         await connection.send_packed_command(connection.pack_commands(commands))
-        return [await connection.read_response() for _ in commands]
+        return [await connection.read_response(disable_decoding=raw) for _ in commands]
 
 
 def _as_dict(reply: Any) -> dict[str, str]:
@@ -53,31 +58,50 @@ async def stats(store: Store, token: str, campaign_id: str) -> tuple[str | None,
     return org, _as_dict(fields)
 
 
-async def head(
-    store: Store, token: str, campaign_id: str, batch_index: tuple[str, int, int] | None = None
-) -> tuple[str | None, dict[str, str], list[str]]:
-    """The token's organization, the head of the stats hash and, when asked, one page of a
-    batch index (key, skip, limit) read after the revision: one round trip."""
-    commands = [("HGET", keys.TOKENS, token_hash(token)), ("HMGET", keys.stats(campaign_id), *HEAD)]
-    if batch_index is not None:
-        index, skip, limit = batch_index
-        commands.append(("ZRANGE", index, str(skip), str(skip + limit - 1)))
-    org, values, *page = await round_trip(store, *commands)
+async def head(store: Store, token: str, campaign_id: str) -> tuple[str | None, dict[str, str]]:
+    """The token's organization and the head of the stats hash: one round trip."""
+    org, values = await round_trip(
+        store, ("HGET", keys.TOKENS, token_hash(token)), ("HMGET", keys.stats(campaign_id), *HEAD)
+    )
     fields = {name: value for name, value in zip(HEAD, values, strict=True) if value is not None}
-    return org, fields, page[0] if page else []
+    return org, fields
 
 
-async def batch_ids(store: Store, index: str, skip: int, limit: int) -> list[str]:
-    """One page of a batch index."""
-    (page,) = await round_trip(store, ("ZRANGE", index, str(skip), str(skip + limit - 1)))
-    return cast(list[str], page)
+def batch_page_command(campaign_id: str, index: str, skip: int, limit: int) -> tuple[str, ...]:
+    """The BATCH_PAGE call of one page (see `batch_page`)."""
+    return (
+        "EVALSHA", Store.sha(BATCH_PAGE), "1", index,
+        str(skip), str(skip + limit - 1), keys.batch(campaign_id, ""),
+    )  # fmt: skip
+
+
+async def scripted(
+    store: Store, script: str, *commands: tuple[str, ...], raw: bool = False
+) -> list[Any]:
+    """`round_trip` of commands that call `script`, loaded first if Redis has lost it (a
+    script that was not loaded never ran, so running it again is safe)."""
+    try:
+        return await round_trip(store, *commands, raw=raw)
+    except NoScriptError:
+        await store.client.script_load(script)
+        return await round_trip(store, *commands, raw=raw)
+
+
+async def batch_page(
+    store: Store, campaign_id: str, index: str, skip: int, limit: int
+) -> list[tuple[str, bytes]]:
+    """One page of a batch index: (batch id, the DUMP of its hash) in order, one call."""
+    call = batch_page_command(campaign_id, index, skip, limit)
+    (flat,) = await scripted(store, BATCH_PAGE, call, raw=True)
+    return [(flat[n].decode(), flat[n + 1]) for n in range(0, len(flat), 2)]
 
 
 async def batch_hashes(
     store: Store, campaign_id: str, batch_ids: list[str]
-) -> list[dict[str, str]]:
-    """The hashes of the given batches, in one round trip."""
-    if not batch_ids:
-        return []
-    replies = await round_trip(store, *(("HGETALL", keys.batch(campaign_id, b)) for b in batch_ids))
-    return [_as_dict(reply) for reply in replies]
+) -> list[tuple[bytes, str]]:
+    """(the DUMP of its hash, the hash as its pairs joined by US) of each batch, each pair
+    read at one instant, in one script call."""
+    batch_keys = [keys.batch(campaign_id, b) for b in batch_ids]
+    call = ("EVALSHA", Store.sha(BATCH_HASHES), str(len(batch_keys)), *batch_keys)
+    (flat,) = await scripted(store, BATCH_HASHES, call, raw=True)
+    return [(flat[n], flat[n + 1].decode()) for n in range(0, len(flat), 2)]

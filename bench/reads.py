@@ -141,7 +141,7 @@ TARGETS = (
         "GET /batches?limit=50, campaign changing 500 times a second",
         "/batches?limit=50",
         200,
-        None,
+        0.5,
         changes=500,
     ),
 )
@@ -209,7 +209,7 @@ def throughput(
                 ours, theirs = Side(api.process.pid), Side(reference.pid)
                 for _ in range(rounds):
                     theirs.run(bare, {}, 200, requests)
-                    with changing(infra.valkey.url, key, target.changes):
+                    with changing(infra.valkey.url, campaign_id, target.changes):
                         ours.run(target_url, headers, target.status, requests)
                 ratio = ours.ratio(theirs)
                 pairs = ", ".join(
@@ -276,14 +276,18 @@ def _scaling(
 
 
 @contextmanager
-def changing(redis_url: str, key: str, per_second: int) -> Iterator[None]:
-    """A process bumping the revision of the stats hash at `key` (as every applied slice
-    does) `per_second` times a second, so that reads keep finding a new revision."""
+def changing(redis_url: str, campaign_id: str, per_second: int) -> Iterator[None]:
+    """A process changing the campaign `per_second` times a second as applied slices do:
+    each change bumps the revision of the stats hash and alters one batch of the first
+    page (a scratch field, in turn through the page's batches), so reads keep finding a
+    new revision and a page with a batch not seen before. The scratch fields go after."""
     if not per_second:
         yield
         return
     stop = multiprocessing.Event()
-    writer = multiprocessing.Process(target=_bump, args=(redis_url, key, per_second, stop))
+    writer = multiprocessing.Process(
+        target=_change, args=(redis_url, campaign_id, per_second, stop)
+    )
     writer.start()
     try:
         yield
@@ -292,10 +296,26 @@ def changing(redis_url: str, key: str, per_second: int) -> Iterator[None]:
         writer.join(timeout=10)
 
 
-def _bump(redis_url: str, key: str, per_second: int, stop: Any) -> None:
-    client = redis.Redis.from_url(redis_url)
-    while not stop.wait(1 / per_second):
-        client.hincrby(key, "rev", 1)
+#: The field the bench's writer changes in a batch hash (no view reads it).
+SCRATCH = "bench:changes"
+
+
+def _change(redis_url: str, campaign_id: str, per_second: int, stop: Any) -> None:
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    stats = keys.stats(campaign_id)
+    listed: list[str] = client.zrange(keys.batch_index(campaign_id), 0, 49)  # type: ignore[assignment]
+    batches = [keys.batch(campaign_id, b) for b in listed]
+    tick = 0
+    try:
+        while not stop.wait(1 / per_second):
+            pipe = client.pipeline(transaction=False)
+            pipe.hincrby(stats, "rev", 1)
+            pipe.hincrby(batches[tick % len(batches)], SCRATCH, 1)
+            pipe.execute()
+            tick += 1
+    finally:
+        for key in batches:
+            client.hdel(key, SCRATCH)
 
 
 def _wait_up(url: str) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Literal, cast, get_args
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 
@@ -17,11 +17,12 @@ from api.caching import (
     revision_etag,
 )
 from api.deps import CampaignId, StoreDep, TokenDep, owner_check
-from api.pages import Pages
+from api.pages import Fragments, Pages
 from api.schemas import Batch, Problem
 from processors.domain.views import batch_view
 from processors.store import keys
 from processors.store.client import Store
+from processors.store.lua import FIELD_SEP
 
 router = APIRouter(prefix="/api/v1", tags=["batches"])
 
@@ -58,6 +59,7 @@ async def campaign_batches(
     return await batches_answer(
         store,
         request.app.state.pages,
+        request.app.state.fragments,
         token,
         campaign_id,
         request.headers.get("if-none-match"),
@@ -75,9 +77,33 @@ class Page:
     organization_id: str | None = None
 
 
+def _render(campaign_id: str, batch_id: str, raw: str) -> bytes:
+    """One batch's JSON from its hash as BATCH_HASHES joins it (pairs separated by US)."""
+    parts = raw.split(FIELD_SEP) if raw else []
+    fields = dict(zip(parts[::2], parts[1::2], strict=True))
+    return encode(batch_view(campaign_id, batch_id, fields))
+
+
+async def _page_body(
+    store: Store, fragments: Fragments, campaign_id: str, listed: list[tuple[str, bytes]]
+) -> bytes:
+    """The page's JSON: kept batches as they were rendered, the others read and rendered
+    (each from a hash read with its DUMP, kept under that DUMP)."""
+    rendered = {b: fragments.get(campaign_id, b, digest) for b, digest in listed}
+    missing = [b for b, body in rendered.items() if body is None]
+    if missing:
+        fetched = await reads.batch_hashes(store, campaign_id, missing)
+        for batch_id, (digest, raw) in zip(missing, fetched, strict=True):
+            body = _render(campaign_id, batch_id, raw)
+            fragments.put(campaign_id, batch_id, digest, body)
+            rendered[batch_id] = body
+    return b"[" + b",".join(cast(bytes, rendered[b]) for b, _ in listed) + b"]"
+
+
 async def batches_answer(
     store: Store,
     pages: Pages,
+    fragments: Fragments,
     token: str,
     campaign_id: str,
     if_none_match: str | None,
@@ -85,7 +111,7 @@ async def batches_answer(
 ) -> Response:
     """200 with one page of batches, or 304; HTTPException 401/403/404. Shared with
     `api.readpath`."""
-    org, fields, _ = await reads.head(store, token, campaign_id)
+    org, fields = await reads.head(store, token, campaign_id)
     org = owner_check(org, fields.get("org"))
     if page.organization_id is not None and page.organization_id != org:
         raise HTTPException(
@@ -102,8 +128,7 @@ async def batches_answer(
         # Read after the revision: the page is of that revision or a later one, so it
         # is never named (nor kept) by a revision older than its own.
         index = keys.batch_index(campaign_id, page.status)
-        batch_ids = await reads.batch_ids(store, index, page.skip, page.limit)
-        rows = await reads.batch_hashes(store, campaign_id, batch_ids)
-        body = encode([batch_view(campaign_id, b, r) for b, r in zip(batch_ids, rows, strict=True)])
+        listed = await reads.batch_page(store, campaign_id, index, page.skip, page.limit)
+        body = await _page_body(store, fragments, campaign_id, listed)
         pages.put(campaign_id, query, etag, body)
     return json_response(body, headers)

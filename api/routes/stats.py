@@ -52,7 +52,7 @@ async def stats_answer(
     """200 with the stats, or 304; HTTPException 401/404. Shared with `api.readpath`."""
     if if_none_match:
         # The revision alone answers a client that has it: no counter is read.
-        org, fields, _ = await reads.head(store, token, campaign_id)
+        org, fields = await reads.head(store, token, campaign_id)
         owner_check(org, fields.get("org"))
         etag = revision_etag(campaign_id, fields)
         if matches(if_none_match, etag):

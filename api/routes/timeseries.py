@@ -109,7 +109,7 @@ async def campaign_timeseries(
     422 for an unknown interval or time zone, `from` not before `to`, `from` older than the
     interval's retention, or more than 1,500 points.
     """
-    org, fields, _ = await reads.head(store, token, campaign_id)
+    org, fields = await reads.head(store, token, campaign_id)
     owner_check(org, fields.get("org"))
     try:
         series = plan(interval, start, end, tz, now_ms())

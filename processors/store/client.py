@@ -153,16 +153,16 @@ class Store:
 
     @staticmethod
     @cache
-    def _sha(script: str) -> str:
+    def sha(script: str) -> str:
         return hashlib.sha1(script.encode()).hexdigest()
 
     async def run_script(self, script: str, call_keys: list[str], argv: list[str]) -> Any:
         """EVALSHA, loading the script on NOSCRIPT (a call that failed so never ran)."""
         try:
-            return await self.client.evalsha(self._sha(script), len(call_keys), *call_keys, *argv)
+            return await self.client.evalsha(self.sha(script), len(call_keys), *call_keys, *argv)
         except NoScriptError:
             await self.client.script_load(script)
-            return await self.client.evalsha(self._sha(script), len(call_keys), *call_keys, *argv)
+            return await self.client.evalsha(self.sha(script), len(call_keys), *call_keys, *argv)
 
     async def close(self) -> None:
         """Release the connection pool."""
@@ -248,9 +248,7 @@ class Store:
 
     async def _send(self, conn: Any, call: tuple[list[str], list[str]]) -> None:
         call_keys, argv = call
-        await conn.send_command(
-            "EVALSHA", self._sha(APPLY_SLICE), len(call_keys), *call_keys, *argv
-        )
+        await conn.send_command("EVALSHA", self.sha(APPLY_SLICE), len(call_keys), *call_keys, *argv)
 
     async def _reply(self, conn: Any, call: tuple[list[str], list[str]]) -> list[int]:
         """The codes of the call sent last on `conn`; sent again once on NOSCRIPT (a call
@@ -264,7 +262,7 @@ class Store:
         return [int(code) for code in answer]
 
     async def _evalsha_many(self, calls: list[tuple[list[str], list[str]]]) -> list[Any]:
-        sha = self._sha(APPLY_SLICE)
+        sha = self.sha(APPLY_SLICE)
         if isinstance(self.client, RedisCluster):
 
             async def one(call_keys: list[str], argv: list[str]) -> Any:

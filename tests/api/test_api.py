@@ -16,7 +16,7 @@ from api.main import create_app
 from processors.domain.events import Event, parse
 from processors.store.client import Store
 from processors.tools.embedded import free_port
-from tests.oracle import Expected
+from tests.oracle import Expected, comparable_batches
 from tests.store.test_apply import apply_events
 from tests.streams import entity_event, random_stream
 
@@ -98,6 +98,29 @@ async def test_batches_page_through_in_order(client: httpx.AsyncClient, seeded: 
         "retry_breakdown",
         "created_at",
     }
+
+
+async def test_batch_pages_follow_every_change_exactly(store: Store) -> None:
+    """Read after every applied event, each page equals the oracle over the events so far:
+    batches rendered at an earlier read are reused only while their hash is unchanged."""
+    import random
+
+    events = random_stream(random.Random(5), campaigns=1, size=150)
+    campaign, org = events[0]["campaign_id"], events[0]["organization_id"]
+    await store.register_campaigns({campaign: org})
+    app = create_app(store=store)
+    app.state.store = store
+    headers = await auth(store, org)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        for n, event in enumerate(events, start=1):
+            await apply_events(store, [("t", 0, n, parsed(event))])
+            response = await http.get(
+                f"/api/v1/campaigns/{campaign}/batches", params={"limit": 500}, headers=headers
+            )
+            assert response.status_code == 200
+            listed = comparable_batches(response.json())
+            assert listed == Expected(events[:n]).batches(campaign), f"after {n}"
 
 
 @pytest.mark.parametrize(
