@@ -121,8 +121,8 @@ def run(bootstrap: str, api_url: str, token: str, rate: float, seconds: float) -
         None,
         "",
         None,
-        "p99 <= 250 ms",
-        p99 <= 250,
+        "p99 <= 100 ms",
+        p99 <= 100,
         f"p50 {p50:.0f} ms over {len(samples)} probes after a {WARM_UP_SECONDS:.0f} s warm-up"
         " (API polled every 5 ms with ETags)",
     )

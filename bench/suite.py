@@ -92,7 +92,7 @@ def run(*, quick: bool, console: Console, reads_only: bool = False) -> dict[str,
                     freshness.run(infra.broker.bootstrap, url, tok, 2000.0, size.fresh_seconds)
                 )
                 console.print(f"[bold]push[/bold]: {size.stream_clients} stream clients")
-                figures.append(streams.run(infra.broker.bootstrap, url, tok, size.stream_clients))
+                figures += streams.run(infra.broker.bootstrap, url, tok, size.stream_clients)
         finally:
             worker.stop()
 

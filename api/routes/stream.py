@@ -171,9 +171,13 @@ async def stats_stream(
 
 
 async def _changed_within(changed: asyncio.Event, seconds: float) -> bool:
-    """Whether the campaign changed within `seconds`."""
+    """Whether the campaign changed within `seconds`. (A timeout scope on the stream's
+    own task: `wait_for` would start a task per wait, a thousand per update.)"""
+    if changed.is_set():
+        return True
     try:
-        await asyncio.wait_for(changed.wait(), timeout=seconds)
+        async with asyncio.timeout(seconds):
+            await changed.wait()
     except TimeoutError:
         return False
     return True
