@@ -22,26 +22,29 @@ from processors.store.lua import BATCH_HASHES, BATCH_PAGE
 HEAD = ("org", "rev", "applied_at_ms", "last_event_ms")
 
 
-async def round_trip(store: Store, *commands: tuple[str, ...], raw: bool = False) -> list[Any]:
+async def round_trip(store: Store, *commands: tuple[str, ...], undecoded: int = 0) -> list[Any]:
     """The replies to `commands`, written at once on one connection and read in order
-    (as bytes with `raw`).
+    (the last `undecoded` of them as bytes).
 
     What a non-transactional pipeline does, without redis-py's Pipeline object: that costs
     about a sixth of a 304's CPU. A cluster client, whose commands may go to several
     nodes, takes a Pipeline. HGETALL replies come back as lists of pairs or as maps (RESP2
     or 3): `_as_dict` takes either.
     """
+    first_raw = len(commands) - undecoded
     client = store.client
     if not isinstance(client, aioredis.Redis):
         pipe = client.pipeline(transaction=False)
-        options: dict[str, Any] = {NEVER_DECODE: []} if raw else {}
-        for command in commands:
-            pipe.execute_command(*command, **options)
+        for n, command in enumerate(commands):
+            pipe.execute_command(*command, **({NEVER_DECODE: []} if n >= first_raw else {}))
         replies: list[Any] = await pipe.execute()
         return replies
     async with store.dedicated_connection() as connection:
         await connection.send_packed_command(connection.pack_commands(commands))
-        return [await connection.read_response(disable_decoding=raw) for _ in commands]
+        return [
+            await connection.read_response(disable_decoding=n >= first_raw)
+            for n in range(len(commands))
+        ]
 
 
 def _as_dict(reply: Any) -> dict[str, str]:
@@ -60,11 +63,24 @@ async def stats(store: Store, token: str, campaign_id: str) -> tuple[str | None,
 
 async def head(store: Store, token: str, campaign_id: str) -> tuple[str | None, dict[str, str]]:
     """The token's organization and the head of the stats hash: one round trip."""
-    org, values = await round_trip(
-        store, ("HGET", keys.TOKENS, token_hash(token)), ("HMGET", keys.stats(campaign_id), *HEAD)
+    org, fields, _ = await head_and_page(store, token, campaign_id, None)
+    return org, fields
+
+
+async def head_and_page(
+    store: Store, token: str, campaign_id: str, page: tuple[str, int, int] | None
+) -> tuple[str | None, dict[str, str], list[tuple[str, bytes]] | None]:
+    """The token's organization, the head of the stats hash and, when asked, one page of a
+    batch index (index, skip, limit) as `batch_page` reads it, read after the head: one
+    round trip."""
+    commands = [("HGET", keys.TOKENS, token_hash(token)), ("HMGET", keys.stats(campaign_id), *HEAD)]
+    if page is not None:
+        commands.append(batch_page_command(campaign_id, *page))
+    org, values, *listed = await scripted(
+        store, BATCH_PAGE, *commands, undecoded=0 if page is None else 1
     )
     fields = {name: value for name, value in zip(HEAD, values, strict=True) if value is not None}
-    return org, fields
+    return org, fields, _listed(listed[0]) if listed else None
 
 
 def batch_page_command(campaign_id: str, index: str, skip: int, limit: int) -> tuple[str, ...]:
@@ -76,15 +92,19 @@ def batch_page_command(campaign_id: str, index: str, skip: int, limit: int) -> t
 
 
 async def scripted(
-    store: Store, script: str, *commands: tuple[str, ...], raw: bool = False
+    store: Store, script: str, *commands: tuple[str, ...], undecoded: int = 0
 ) -> list[Any]:
     """`round_trip` of commands that call `script`, loaded first if Redis has lost it (a
     script that was not loaded never ran, so running it again is safe)."""
     try:
-        return await round_trip(store, *commands, raw=raw)
+        return await round_trip(store, *commands, undecoded=undecoded)
     except NoScriptError:
         await store.client.script_load(script)
-        return await round_trip(store, *commands, raw=raw)
+        return await round_trip(store, *commands, undecoded=undecoded)
+
+
+def _listed(flat: list[bytes]) -> list[tuple[str, bytes]]:
+    return [(flat[n].decode(), flat[n + 1]) for n in range(0, len(flat), 2)]
 
 
 async def batch_page(
@@ -92,16 +112,21 @@ async def batch_page(
 ) -> list[tuple[str, bytes]]:
     """One page of a batch index: (batch id, the DUMP of its hash) in order, one call."""
     call = batch_page_command(campaign_id, index, skip, limit)
-    (flat,) = await scripted(store, BATCH_PAGE, call, raw=True)
-    return [(flat[n].decode(), flat[n + 1]) for n in range(0, len(flat), 2)]
+    (flat,) = await scripted(store, BATCH_PAGE, call, undecoded=1)
+    return _listed(flat)
 
 
 async def batch_hashes(
     store: Store, campaign_id: str, batch_ids: list[str]
-) -> list[tuple[bytes, str]]:
-    """(the DUMP of its hash, the hash as its pairs joined by US) of each batch, each pair
-    read at one instant, in one script call."""
+) -> list[tuple[bytes, dict[str, str]]]:
+    """(the DUMP of its hash, the hash) of each batch, each pair read at one instant, in
+    one script call."""
     batch_keys = [keys.batch(campaign_id, b) for b in batch_ids]
     call = ("EVALSHA", Store.sha(BATCH_HASHES), str(len(batch_keys)), *batch_keys)
-    (flat,) = await scripted(store, BATCH_HASHES, call, raw=True)
-    return [(flat[n], flat[n + 1].decode()) for n in range(0, len(flat), 2)]
+    (flat,) = await scripted(store, BATCH_HASHES, call, undecoded=1)
+    return [(flat[n], _decoded_pairs(flat[n + 1])) for n in range(0, len(flat), 2)]
+
+
+def _decoded_pairs(pairs: list[bytes]) -> dict[str, str]:
+    text = [part.decode() for part in pairs]
+    return dict(zip(text[::2], text[1::2], strict=True))

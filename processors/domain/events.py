@@ -118,7 +118,9 @@ def _ids_valid(event: Event) -> bool:
         )  # fmt: skip
     else:
         ids = (event.organization_id, event.campaign_id, event.batch_id)
-    return _IDS.fullmatch("\x1f".join(ids)) is not None
+    joined = "\x1f".join(ids)
+    # an id holding the separator itself would read as two: count them
+    return joined.count("\x1f") == len(ids) - 1 and _IDS.fullmatch(joined) is not None
 
 
 def entity_id(event: Event) -> str:

@@ -1136,14 +1136,13 @@ return out
 # BATCH_HASHES: some batch hashes with their DUMPs, each pair read at one instant.
 #
 # KEYS        the batch hashes (`keys.batch`), all of one campaign
-# Returns     per key: its DUMP (as BATCH_PAGE) and its HGETALL pairs joined by US (no
-#             field or value holds US): the JSON rendered from the pairs is kept under the
-#             DUMP read with them.
+# Returns     per key: its DUMP (as BATCH_PAGE) and its HGETALL pairs (a flat array): the
+#             JSON rendered from the pairs is kept under the DUMP read with them.
 BATCH_HASHES: Final = """
 local out = {}
 for i, key in ipairs(KEYS) do
   out[2 * i - 1] = redis.call('DUMP', key) or ''
-  out[2 * i] = table.concat(redis.call('HGETALL', key), '\\31')
+  out[2 * i] = redis.call('HGETALL', key)
 end
 return out
 """

@@ -133,10 +133,14 @@ class BatchProcessor:
                 changed.add(part.campaign_id)
             if len(codes) != len(part.items):
                 raise ValueError(f"{len(codes)} outcomes for {len(part.items)} events")
+            counted = 0
             for code, name in _OUTCOMES.items():
                 count = codes.count(code)
+                counted += count
                 if count:
                     tally[name] += count
+            if counted + codes.count(TENANT_MISMATCH) != len(codes):
+                raise ValueError(f"unknown outcome codes in {sorted(set(codes))}")
             if TENANT_MISMATCH not in codes:
                 owner = part.items[0][3].organization_id  # every event is the owner's
             else:

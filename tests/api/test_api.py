@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 
 from api.main import create_app
 from processors.domain.events import Event, parse
+from processors.store import keys
 from processors.store.client import Store
 from processors.tools.embedded import free_port
 from tests.oracle import Expected, comparable_batches
@@ -121,6 +122,27 @@ async def test_batch_pages_follow_every_change_exactly(store: Store) -> None:
             assert response.status_code == 200
             listed = comparable_batches(response.json())
             assert listed == Expected(events[:n]).batches(campaign), f"after {n}"
+
+
+async def test_a_batch_edited_by_hand_renders_as_its_hash_says(store: Store) -> None:
+    """A value holding a separator character (an edit by hand) is rendered as stored,
+    never split into other fields."""
+    events = [entity_event("cmp_h", "org_h", "batch", 1, 1)]
+    await apply_events(store, [("t", 0, 0, parsed(events[0]))])
+    await store.register_campaigns({"cmp_h": "org_h"})
+    batch_key = keys.batch("cmp_h", events[0]["batch_id"])
+    await store.client.hset(batch_key, "created_at", "2026\x1fs\x1fcancelled")
+    app = create_app(store=store)
+    app.state.store = store
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        response = await http.get(
+            "/api/v1/campaigns/cmp_h/batches", headers=await auth(store, "org_h")
+        )
+    assert response.status_code == 200
+    (batch,) = response.json()
+    assert batch["created_at"] == "2026\x1fs\x1fcancelled"
+    assert batch["status"] == Expected(events).batches("cmp_h")[0]["status"]
 
 
 @pytest.mark.parametrize(

@@ -99,3 +99,57 @@ async def test_times_out_of_range_are_dead_lettered_and_change_nothing(store: St
     assert await store.batch_ids("cmp_p") == ["btc_4"]
     stats = await store.client.hgetall(keys.stats("cmp_p"))
     assert stats["batches:pending"] == "1" and "contacts" not in stats
+
+
+async def test_ids_holding_the_separator_are_dead_lettered_and_change_nothing(
+    store: Store,
+) -> None:
+    """Ids travel to the apply script joined by US: an event with US inside an id is
+    dead-lettered as invalid_id, and the valid events of its batch apply exactly."""
+    letters: list[bytes] = []
+
+    async def send(key: bytes | None, value: bytes, headers: list[Any]) -> None:
+        letters.append(value)
+
+    async def epoch(topic: str, partition: int) -> int:
+        return 1
+
+    processor = BatchProcessor(store, send, epoch)
+    records = [
+        Rec("dialer.contacts", 0, 0, b"con_0", contact(0)),
+        Rec("dialer.contacts", 0, 1, b"con_1", contact(1, batch_id="btc\x1fz")),
+        Rec("dialer.contacts", 0, 2, b"con_2", contact(2, organization_id="org\x1fp")),
+        Rec("dialer.contacts", 0, 3, b"con_3", contact(3, contact_id="con\x1f3")),
+    ]
+    tally = await processor.process(records)
+    assert tally == {"applied": 1, "dead_lettered": 3}
+    assert [json.loads(letter)["reason"] for letter in letters] == ["invalid_id"] * 3
+    stats = await store.client.hgetall(keys.stats("cmp_p"))
+    assert stats["contacts:pending"] == "1" and stats["events:applied"] == "1"
+
+
+class _Answering:
+    """A store stub whose apply script answers the given codes."""
+
+    def __init__(self, codes: list[int]) -> None:
+        self.codes = codes
+
+    async def apply_calls(self, calls: list[Any]) -> list[list[int]]:
+        return [self.codes for _ in calls]
+
+
+async def test_an_unknown_outcome_code_fails_the_batch() -> None:
+    """Every record must end in exactly one outcome: codes the pipeline does not know fail
+    the batch (retried, never marked) instead of vanishing from the tallies."""
+    import pytest
+
+    async def epoch(topic: str, partition: int) -> int:
+        return 1
+
+    async def send(key: bytes | None, value: bytes, headers: list[Any]) -> None:
+        raise AssertionError("nothing is dead-lettered")
+
+    processor = BatchProcessor(_Answering([4, 4]), send, epoch)  # type: ignore[arg-type]
+    records = [Rec("dialer.contacts", 0, n, b"k", contact(n)) for n in range(2)]
+    with pytest.raises(ValueError, match="unknown outcome"):
+        await processor.process(records)

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import msgspec
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -33,6 +34,7 @@ ODD_VALUES = st.one_of(
         "2026-05-08T09:00:00+05:30", "con {1}", "cmp:1", "ünïcode", "", "a" * 129,
         "batch.upserted", "contact.status_changed", "call_record.completed", "1", "1.0",
         "0001-01-01T00:00:00Z", "1969-12-31T23:59:59.999999Z", "1970-01-01T00:00:00Z",
+        "a\x1fb", "a\x1eb", "\x1f", "x\n", "a" * 128 + "\x1f" + "b" * 128, "e" * 257,
         "1970-01-01T00:30:00+01:00", "1970-01-01T00:00:00", "2199-12-31T23:59:59.999999Z",
         "2199-12-31T23:00:00-02:00", "2200-01-01T00:00:00Z", "2300-01-01T00:00:00.000001Z",
         "9999-12-31T23:59:59Z",
@@ -100,3 +102,16 @@ def test_simulated_traffic_takes_the_fast_path() -> None:
     for event in itertools.islice(Simulation(seed=3, messy_rate=0.5).events(), 2000):
         decoded = _DECODER.decode(json.dumps(event).encode())
         assert _normalised(decoded) is not None, event
+
+
+@pytest.mark.parametrize("field", ["organization_id", "campaign_id", "batch_id", "contact_id"])
+@pytest.mark.parametrize("value", ["a\x1fb", "a" * 128 + "\x1f" + "b" * 128, "\x1f", "a\x1e"])
+def test_an_id_holding_a_separator_is_invalid(field: str, value: str) -> None:
+    """The ids are checked joined by US: one holding US (or RS) is still an invalid id,
+    as the models say, never two ids."""
+    event = entity_event("cmp_f", "org_f", "record", 1, 1)
+    event[field] = value
+    raw = json.dumps(event).encode()
+    outcome = parse(raw)
+    assert isinstance(outcome, Rejection) and outcome.reason == "invalid_id", outcome
+    assert outcome == validate(raw)
