@@ -16,6 +16,7 @@ from processors.domain.timeseries import (
     IntervalName,
     TimeWindowError,
     plan,
+    series_csv,
     series_view,
     window_minutes,
     window_range,
@@ -63,6 +64,18 @@ def unprocessable(error: TimeWindowError, query: dict[str, str | None]) -> Reque
     "/campaigns/{campaign_id}/timeseries",
     response_model=Timeseries,
     responses={
+        200: {
+            "content": {
+                "text/csv": {
+                    "schema": {"type": "string"},
+                    "example": "start,completed,failed,busy,no_answer,follow_up_calls,attempts,"
+                    "connect_rate,talk_seconds,avg_talk_seconds\r\n"
+                    "2026-03-29T00:00:00+01:00,3,1,0,1,0,5,0.6,412.5,137.5\r\n",
+                }
+            },
+            "description": "The series: JSON, or CSV with `Accept: text/csv` (a header row,"
+            " then one row per point; null figures are empty fields).",
+        },
         304: {"description": "Not modified (If-None-Match)"},
         401: {"model": Problem, "description": "Missing, invalid or revoked token"},
         404: {"model": Problem, "description": "No such campaign in your organization"},
@@ -76,7 +89,7 @@ async def campaign_timeseries(
     store: StoreDep,
     interval: Annotated[
         IntervalName,
-        Query(description="Point length; 1m and 5m are kept 48 hours, 15m, 1h and 1d 35 days."),
+        Query(description="Point length; 1m and 5m are kept 48 hours, 15m, 1h and 1d 400 days."),
     ],
     start: Annotated[
         str | None,
@@ -108,6 +121,8 @@ async def campaign_timeseries(
 
     422 for an unknown interval or time zone, `from` not before `to`, `from` older than the
     interval's retention, or more than 1,500 points.
+
+    With `Accept: text/csv`, the same points as CSV, for spreadsheets.
     """
     org, fields = await reads.head(store, token, campaign_id)
     owner_check(org, fields.get("org"))
@@ -116,15 +131,55 @@ async def campaign_timeseries(
     except TimeWindowError as error:
         raise unprocessable(error, {"from": start, "to": end, "tz": tz}) from None
     first = series.starts[0]
+    as_csv = wants_csv(request.headers.get("accept"))
     variant = f"timeseries{_RENDERING}:{interval}:{series.zone.key}:{first}:{series.until_ms}"
+    if as_csv:
+        variant += ":csv"
     # The revision is read before the buckets: a body is never named by an older revision
     # than its own, so a 304 never keeps a client on a series that has since changed.
     etag = revision_etag(campaign_id, fields, variant)
-    headers = cache_headers(etag, fields)
+    headers = {**cache_headers(etag, fields), "Vary": "Accept"}
     if matches(request.headers.get("if-none-match"), etag):
         return not_modified(headers)
     buckets = await store.series(campaign_id, series.interval.resolution, first, series.until_ms)
-    return json_response(series_view(campaign_id, series, buckets), headers)
+    view = series_view(campaign_id, series, buckets)
+    if as_csv:
+        return Response(series_csv(view), media_type="text/csv; charset=utf-8", headers=headers)
+    return json_response(view, headers)
+
+
+def wants_csv(accept: str | None) -> bool:
+    """Whether the Accept header asks for CSV before JSON: `text/csv` (or `text/*`) at a
+    higher quality than `application/json` (or `application/*`), or at the same quality
+    and listed first. `*/*` and no header mean JSON."""
+    found: dict[str, tuple[float, int]] = {}
+    for position, item in enumerate((accept or "").split(",")):
+        media, *params = (part.strip().lower() for part in item.split(";"))
+        quality = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        kind = _ACCEPTED.get(media)
+        if kind and quality > 0 and quality > found.get(kind, (0.0, 0))[0]:
+            found[kind] = (quality, position)
+    if "csv" not in found:
+        return False
+    if "json" not in found:
+        return True
+    (csv_q, csv_at), (json_q, json_at) = found["csv"], found["json"]
+    return csv_q > json_q or (csv_q == json_q and csv_at < json_at)
+
+
+_ACCEPTED = {
+    "text/csv": "csv",
+    "text/*": "csv",
+    "application/json": "json",
+    "application/*": "json",
+}
 
 
 async def windowed_stats_answer(

@@ -3,7 +3,7 @@ time zone, the store buckets each point is made of, and the figures they add up 
 
 The store keeps, per campaign, call records in buckets by their own `occurred_at`: one
 minute long (resolution `m`, kept at least 48 hours) and one UTC quarter hour long (`q`,
-kept at least 35 days). Every time zone in use today is offset from UTC by a multiple of
+kept at least 400 days). Every time zone in use today is offset from UTC by a multiple of
 15 minutes, so a local minute, quarter, hour or day is a union of whole buckets: a series
 is exact, in any zone, across DST changes (a local day is then 23 or 25 hours long).
 
@@ -15,6 +15,8 @@ the buckets that start in [`from` floored to the interval, `to`): the bucket tha
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from bisect import bisect_right
 from collections.abc import Mapping, Sequence
@@ -59,10 +61,10 @@ INTERVALS: Final[dict[str, Interval]] = {
 #: Bucket length of each resolution, in ms.
 STEP_MS: Final[dict[str, int]] = {"m": 60_000, "q": 900_000}
 #: How far back each resolution is promised (the store keeps an hour or a day more).
-RETENTION_MS: Final[dict[str, int]] = {"m": 48 * 3_600_000, "q": 35 * 86_400_000}
+RETENTION_MS: Final[dict[str, int]] = {"m": 48 * 3_600_000, "q": 400 * 86_400_000}
 RETENTION_TEXT: Final[dict[str, str]] = {
     "m": "1-minute buckets (intervals 1m, 5m) are kept 48 hours",
-    "q": "quarter-hour buckets (intervals 15m, 1h, 1d) are kept 35 days",
+    "q": "quarter-hour buckets (intervals 15m, 1h, 1d) are kept 400 days",
 }
 MAX_POINTS: Final = 1500
 DEFAULT_SPAN: Final = timedelta(hours=24)
@@ -288,6 +290,30 @@ def series_view(campaign_id: str, series: Series, buckets: Mapping[int, Bucket])
         "to": iso(series.until_ms, series.zone),
         "points": points,
     }
+
+
+#: The columns of a series as CSV: the point's start, then its figures flattened.
+CSV_COLUMNS: Final = (
+    "start", "completed", "failed", "busy", "no_answer", "follow_up_calls", "attempts",
+    "connect_rate", "talk_seconds", "avg_talk_seconds",
+)  # fmt: skip
+
+
+def series_csv(view: Mapping[str, Any]) -> str:
+    """The points of a `series_view` as CSV (RFC 4180): a header row, then one row per
+    point; a figure that is null in the JSON is an empty field."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    for point in view["points"]:
+        calls = point["calls"]
+        row = [
+            point["start"], calls["completed"], calls["failed"], calls["busy"],
+            calls["no_answer"], point["follow_up_calls"], point["attempts"],
+            point["connect_rate"], point["talk_seconds"], point["avg_talk_seconds"],
+        ]  # fmt: skip
+        writer.writerow("" if value is None else value for value in row)
+    return out.getvalue()
 
 
 _WINDOW = re.compile(r"([1-9][0-9]{0,3})([mh])")

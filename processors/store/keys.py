@@ -71,9 +71,9 @@ def stats(campaign_id: str) -> str:
 
 
 #: How long after its end a bucket of each resolution is kept: minutes 49 h, quarter
-#: hours 36 days (at least 48 h and 35 days back from any moment of the last bucket).
+#: hours 401 days (at least 48 h and 400 days back from any moment of the last bucket).
 MINUTE_RETENTION_MS: Final = 49 * 3_600_000
-QUARTER_RETENTION_MS: Final = 36 * 86_400_000
+QUARTER_RETENTION_MS: Final = 401 * 86_400_000
 SERIES_INDEX_PART: Final = "ts"
 
 

@@ -109,7 +109,7 @@ async def test_any_delivery_leaves_the_oracles_buckets(
 async def test_buckets_expire_with_their_retention_and_old_events_write_none(store: Store) -> None:
     rng = random.Random(1)
     old = record(1, 1, rng)
-    old["occurred_at"] = (BASE - timedelta(days=40)).isoformat().replace("+00:00", "Z")
+    old["occurred_at"] = (BASE - timedelta(days=410)).isoformat().replace("+00:00", "Z")
     recent = record(2, 1, rng)
     await deliver(store, [old, recent], rng)
     assert await store.client.exists(keys.quarter_series(CMP, int(BASE.timestamp()) // 86_400))

@@ -209,7 +209,7 @@ def test_defaults_are_the_last_24_hours_in_utc() -> None:
         ("1m", "2026-11-28T10:00Z", "2026-11-29T11:01Z", None, "from", "1501 points of 1m exceed"),
         ("1m", "2026-11-27T10:00Z", "2026-11-29T10:00Z", None, "from", "points of 1m exceed"),
         ("5m", "2026-11-27T11:59Z", "2026-11-27T12:30Z", None, "from", "kept 48 hours"),
-        ("1d", "2026-10-20", "2026-10-30", None, "from", "kept 35 days"),
+        ("1d", "2025-10-20", "2025-10-30", None, "from", "kept 400 days"),
         ("1h", "yesterday", None, None, "from", "from is not an ISO 8601 time"),
         ("1h", None, "2026-13-01", None, "to", "to is not an ISO 8601 time"),
         ("1h", "1969-12-31T00:00Z", None, None, "from", "between 1970 and 2200"),
@@ -350,12 +350,12 @@ def test_a_half_hour_dst_change_starts_the_shortened_hour_at_its_first_instant()
 
 
 def test_retention_is_judged_on_from_as_given_for_sub_day_intervals() -> None:
-    """35 days of hours from any `from` (rounding it down to the hour needs the extra day
+    """400 days of hours from any `from` (rounding it down to the hour needs the extra day
     the store keeps); a day interval counts from the day's first instant."""
     now = ms("2026-05-10T12:02:30+00:00")
-    ok = plan("1h", "2026-04-05T12:32:30+00:00", "2026-04-06T00:00:00+00:00", "UTC", now)
-    assert utc(ok.starts[0]) == "2026-04-05T12:00:00+00:00"
+    ok = plan("1h", "2025-04-05T12:32:30+00:00", "2025-04-06T00:00:00+00:00", "UTC", now)
+    assert utc(ok.starts[0]) == "2025-04-05T12:00:00+00:00"
     with pytest.raises(TimeWindowError):
-        plan("1h", "2026-04-05T12:00:00+00:00", "2026-04-06T00:00:00+00:00", "UTC", now)
+        plan("1h", "2025-04-05T12:00:00+00:00", "2025-04-06T00:00:00+00:00", "UTC", now)
     with pytest.raises(TimeWindowError):
-        plan("1d", "2026-04-05T17:00:00+00:00", "2026-04-07T00:00:00+00:00", "UTC", now)
+        plan("1d", "2025-04-05T17:00:00+00:00", "2025-04-07T00:00:00+00:00", "UTC", now)
