@@ -186,11 +186,11 @@ async def _series_day(redis_url: str) -> tuple[int, int]:
                 await store.apply(group(pending), {("dialer.call_records", 0): 1})
                 pending = []
         await store.apply(group(pending), {("dialer.call_records", 0): 1})
-        names = [
+        # `t*`: the minute and quarter-hour hashes (tm:, tq:) and the index (ts), once each
+        names = {
             key
             async for key in client.scan_iter(match=f"{keys.series_index(cid)[:-2]}t*", count=1000)
-        ]
-        names.append(keys.series_index(cid))
+        }
         sizes = [await client.memory_usage(name, samples=0) or 0 for name in names]
         return sum(sizes), len(names)
     finally:
@@ -200,7 +200,7 @@ async def _series_day(redis_url: str) -> tuple[int, int]:
 
 def series_day(redis_url: str) -> Figure:
     """Redis memory of one campaign-day of time series at one call per second."""
-    size, count = asyncio.run(_series_day(redis_url))
+    size, count = asyncio.run(_series(redis_url, 86_400, 1, "cmp_series_day"))
     return Figure(
         "time series: Redis memory per campaign-day at one call per second",
         size / 1024,
@@ -212,5 +212,59 @@ def series_day(redis_url: str) -> Figure:
         None,
         f"86,400 call records over 24 h: {count} keys (1,440 minute buckets in 24-25 hourly"
         " hashes, 96 quarter-hour buckets in 1-2 daily hashes, the index); MEMORY USAGE;"
-        " kept 49 h (minutes) and 36 days (quarter hours)",
+        " kept 49 h (minutes) and 401 days (quarter hours)",
     )
+
+
+def series_year(redis_url: str) -> Figure:
+    """Redis memory of one campaign-year of time series: a call record every quarter hour
+    fills every bucket the year keeps (more calls change only the numbers)."""
+    records = 365 * 96
+    size, count = asyncio.run(_series(redis_url, records, 900, "cmp_series_year"))
+    return Figure(
+        "time series: Redis memory per campaign-year (every quarter hour of 365 days)",
+        size / 1024,
+        "KiB",
+        None,
+        "",
+        None,
+        "",
+        None,
+        f"{records:,} call records, one per quarter hour over the last 365 days: {count} keys"
+        " (365-366 daily hashes of quarter hours, the last 49 h of minutes, the index);"
+        " MEMORY USAGE",
+    )
+
+
+async def _series(redis_url: str, records: int, every: int, cid: str) -> tuple[int, int]:
+    """`records` call records `every` seconds up to now: bytes of the campaign's
+    time-series keys (MEMORY USAGE) and how many there are."""
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    store = Store(client)
+    rng = random.Random(records)
+    now = datetime.now(UTC).replace(microsecond=0)
+    try:
+        pending: list[tuple[str, int, int, Event]] = []
+        for n in range(records):
+            at = now - timedelta(seconds=(records - n) * every)
+            event = CallRecordCompleted(
+                organization_id=ORG, campaign_id=cid, occurred_at=at, event_id=f"s{n}",
+                version=1, batch_id="btc_1", contact_id=f"con_{n}", execution_id=f"exe_{n}",
+                call_status=rng.choice(CALL_STATUSES), is_follow_up=rng.random() < 0.1,
+                retry_index=0, duration_seconds=round(rng.uniform(0, 300), 1),
+            )  # fmt: skip
+            pending.append(("dialer.call_records", 0, n, event))
+            if len(pending) == CHUNK:
+                await store.apply(group(pending), {("dialer.call_records", 0): 1})
+                pending = []
+        await store.apply(group(pending), {("dialer.call_records", 0): 1})
+        # `t*`: the minute and quarter-hour hashes (tm:, tq:) and the index (ts), once each
+        names = {
+            key
+            async for key in client.scan_iter(match=f"{keys.series_index(cid)[:-2]}t*", count=1000)
+        }
+        sizes = [await client.memory_usage(name, samples=0) or 0 for name in names]
+        return sum(sizes), len(names)
+    finally:
+        await client.delete(*[k async for k in client.scan_iter(match=f"*{{{cid}}}*")])
+        await store.close()

@@ -103,6 +103,7 @@ def run(*, quick: bool, console: Console, reads_only: bool = False) -> dict[str,
         console.print("[bold]memory[/bold]: B/contact by campaign size")
         figures += memory.figures(memory.table(infra.valkey.url, quick=quick, console=console))
         figures.append(memory.series_day(infra.valkey.url))
+        figures.append(memory.series_year(infra.valkey.url))
         redis.Redis.from_url(infra.valkey.url).flushall()
         console.print(
             f"[bold]reads and reconciliation[/bold]: {big.contacts:,} + {small.contacts:,} contacts"
