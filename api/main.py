@@ -17,7 +17,16 @@ from api.live import Updates
 from api.pages import Fragments, Pages
 from api.pool import api_client
 from api.readpath import ReadPath
-from api.routes import batches, dashboard, health, reconciliation, stats, stream, timeseries
+from api.routes import (
+    batches,
+    dashboard,
+    health,
+    progress,
+    reconciliation,
+    stats,
+    stream,
+    timeseries,
+)
 from processors import StoreUnavailable
 from processors.settings import Settings
 from processors.store.client import Store
@@ -73,6 +82,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     app.include_router(stats.router)
     app.include_router(stream.router)
     app.include_router(batches.router)
+    app.include_router(progress.router)
     app.include_router(timeseries.router)
     app.include_router(reconciliation.router)
     app.include_router(health.router)

@@ -16,7 +16,7 @@ from redis.exceptions import NoScriptError
 
 from processors.store import keys
 from processors.store.client import Store, token_hash
-from processors.store.lua import BATCH_HASHES, BATCH_PAGE
+from processors.store.lua import BATCH_HASHES, BATCH_PAGE, BATCH_PROGRESS
 
 #: What a conditional read needs of the stats hash: no counter among them.
 HEAD = ("org", "rev", "applied_at_ms", "last_event_ms")
@@ -130,3 +130,21 @@ async def batch_hashes(
 def _decoded_pairs(pairs: list[bytes]) -> dict[str, str]:
     text = [part.decode() for part in pairs]
     return dict(zip(text[::2], text[1::2], strict=True))
+
+
+async def batch_progress(
+    store: Store, campaign_id: str, batch_id: str, minutes: list[int]
+) -> tuple[dict[str, str], int]:
+    """The batch's hash and how many of its contacts became terminal in `minutes` (since
+    the epoch), in one script call (BATCH_PROGRESS)."""
+    hours: dict[int, list[int]] = {}
+    for minute in minutes:
+        hours.setdefault(minute // 60, []).append(minute % 60)
+    call_keys = [keys.batch(campaign_id, batch_id), keys.layout(campaign_id)]
+    call_keys += [keys.progress(campaign_id, hour) for hour in hours]
+    argv = [batch_id]
+    for of_hour in hours.values():
+        argv += [str(len(of_hour)), *map(str, of_hour)]
+    call = ("EVALSHA", Store.sha(BATCH_PROGRESS), str(len(call_keys)), *call_keys, *argv)
+    ((pairs, count),) = await scripted(store, BATCH_PROGRESS, call)
+    return _as_dict(pairs), int(count)

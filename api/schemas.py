@@ -112,6 +112,26 @@ class Batch(BaseModel):
     created_at: str | None
 
 
+class BatchProgress(BaseModel):
+    """`GET /campaigns/{id}/batches/{batch_id}/progress`: how far a batch is, and when it
+    will be done at the rate of the last 15 minutes."""
+
+    batch_id: str
+    total_contacts: int = Field(description="As in the batches list.")
+    done: int = Field(
+        description="Contacts in a terminal status: completed, failed, busy, no_answer,"
+        " skipped, max_retries_reached."
+    )
+    rate_per_minute: float = Field(
+        description="Contacts whose latest version became terminal in the last 15 minutes"
+        " (by occurred_at: the current minute and the 14 before it), per minute."
+    )
+    eta: str | None = Field(
+        description="now + (total_contacts - done) / rate_per_minute, an ISO 8601 instant"
+        " in UTC; null when the rate is 0 or the batch is done."
+    )
+
+
 class CampaignList(BaseModel):
     """Campaigns of the token's organization."""
 

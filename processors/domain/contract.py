@@ -22,6 +22,10 @@ CONTACT_STATUSES: Final = (
 )
 CALL_STATUSES: Final = ("completed", "failed", "busy", "no_answer")
 IN_FLIGHT_STATUSES: Final = ("dispatched", "in_progress", "retrying", "followup_scheduled")
+#: A contact in one of these is done (batch progress counts them).
+TERMINAL_STATUSES: Final = (
+    "completed", "failed", "busy", "no_answer", "skipped", "max_retries_reached",
+)  # fmt: skip
 EVENT_TYPES: Final = ("batch.upserted", "contact.status_changed", "call_record.completed")
 
 MAX_VERSION: Final = 2**53  # counters and versions stay exact in Lua's doubles

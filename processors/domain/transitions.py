@@ -161,10 +161,11 @@ def batch_counters(state: CampaignState) -> dict[str, dict[str, int]]:
 
 
 def unpack_contact(packed: str) -> ContactState:
-    """A contact's state as stored: `version|status code|retry_count|batch_id`."""
+    """A contact's state as stored: `version|status code|retry_count|batch_id` (and, for
+    a terminal status, `|minute` for batch progress, which the state model leaves out)."""
     from processors.store.lua import CONTACT_BY_CODE
 
-    version, code, retry, batch_id = packed.split("|", 3)
+    version, code, retry, batch_id, *_ = packed.split("|")
     return ContactState(int(version), CONTACT_BY_CODE[code], int(retry), batch_id)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from processors.domain.contract import (
@@ -10,6 +11,7 @@ from processors.domain.contract import (
     CALL_STATUSES,
     CONTACT_STATUSES,
     IN_FLIGHT_STATUSES,
+    TERMINAL_STATUSES,
 )
 
 #: Batch counters: the incumbent's eight keys in its order (`in_flight` is `in_progress`),
@@ -73,4 +75,36 @@ def batch_view(campaign_id: str, batch_id: str, fields: Hash) -> dict[str, Any]:
         "counters": {key: _int(fields, f"contacts:{s}") for key, s in BATCH_COUNTER_KEYS},
         "retry_breakdown": retry_breakdown(fields),
         "created_at": created_at,
+    }
+
+
+#: Batch progress counts contacts that became terminal over this many minutes.
+PROGRESS_MINUTES = 15
+
+
+def progress_minutes(now_ms: int) -> list[int]:
+    """The minutes (since the epoch) whose terminal contacts make the rate: the current
+    minute and the 14 before it (event time, as the stats window counts)."""
+    current = now_ms // 60_000
+    return list(range(current - PROGRESS_MINUTES + 1, current + 1))
+
+
+def progress_view(batch_id: str, fields: Hash, became_terminal: int, now_ms: int) -> dict[str, Any]:
+    """`GET /campaigns/{id}/batches/{batch_id}/progress` from the batch's hash and the
+    contacts that became terminal in the last `PROGRESS_MINUTES` minutes."""
+    total = fields.get("total")
+    total_contacts = int(total) if total is not None else _int(fields, "known")
+    done = sum(_int(fields, f"contacts:{s}") for s in TERMINAL_STATUSES)
+    rate = became_terminal / PROGRESS_MINUTES
+    eta = None
+    if rate > 0 and done < total_contacts:
+        finish = now_ms + round((total_contacts - done) / rate * 60_000)
+        eta = datetime.fromtimestamp(finish / 1000, UTC).isoformat(timespec="seconds")
+        eta = eta.replace("+00:00", "Z")
+    return {
+        "batch_id": batch_id,
+        "total_contacts": total_contacts,
+        "done": done,
+        "rate_per_minute": rate,
+        "eta": eta,
     }

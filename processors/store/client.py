@@ -81,9 +81,10 @@ def token_hash(token: str) -> str:
 
 
 def _with_batch_id(packed: str, by_number: dict[str, str]) -> str:
-    """A contact state with its batch number replaced by the batch id."""
-    head, _, number = packed.rpartition("|")
-    return f"{head}|{by_number.get(number, '')}"
+    """A contact state with its batch number replaced by the batch id (and without the
+    minute a terminal state carries for batch progress: reconciliation compares states)."""
+    version, code, retry, number, *_ = packed.split("|")
+    return f"{version}|{code}|{retry}|{by_number.get(number, '')}"
 
 
 def kept_series(now_ms: int) -> set[str]:

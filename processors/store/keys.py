@@ -75,6 +75,11 @@ def stats(campaign_id: str) -> str:
 MINUTE_RETENTION_MS: Final = 49 * 3_600_000
 QUARTER_RETENTION_MS: Final = 401 * 86_400_000
 SERIES_INDEX_PART: Final = "ts"
+#: Batch progress: contacts of a batch whose latest version is terminal, by the minute of
+#: that version's occurred_at (`tp:<hour>` hashes, field `<batch number>:<minute of the
+#: hour>`); a hash expires two hours after its hour ends (only the last 15 minutes are read).
+PROGRESS_PART: Final = "tp:"
+PROGRESS_RETENTION_MS: Final = 2 * 3_600_000
 
 
 def minute_series(campaign_id: str, hour: int) -> str:
@@ -111,6 +116,12 @@ def shadow(campaign_id: str) -> str:
 def fence(campaign_id: str) -> str:
     """Hash: `topic:partition` -> `epoch:offset` of the last applied message."""
     return f"{_tag(campaign_id)}:fence"
+
+
+def progress(campaign_id: str, hour: int) -> str:
+    """Hash: per batch number and minute of the hour, contacts that became terminal then
+    (by their latest version's occurred_at; `hour` since the epoch, UTC)."""
+    return f"{_tag(campaign_id)}:{PROGRESS_PART}{hour}"
 
 
 def batch(campaign_id: str, batch_id: str) -> str:

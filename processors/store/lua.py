@@ -24,7 +24,12 @@ from __future__ import annotations
 
 from typing import Final
 
-from processors.domain.contract import BATCH_STATUSES, CALL_STATUSES, CONTACT_STATUSES
+from processors.domain.contract import (
+    BATCH_STATUSES,
+    CALL_STATUSES,
+    CONTACT_STATUSES,
+    TERMINAL_STATUSES,
+)
 from processors.store import keys
 
 #: One-letter codes that pack entity state compactly; position in the status tuple.
@@ -145,8 +150,14 @@ local function record_delta(code, follow_up, by, mirror)
   if follow_up == '1' then tally(STATS, nil, 'calls:follow_up', by, mirror) end
 end
 
+-- `version|code|retry|batch number`, then (a terminal status, since batch progress)
+-- `|minute` in base 36: the minute of that version's occurred_at since the epoch
 local function parse_contact(packed)
-  return string.match(packed, '^(%d+)|(%a)|(%d+)|(%d+)$')
+  local v, c, r, bn = string.match(packed, '^(%d+)|(%a)|(%d+)|(%d+)$')
+  if v then return v, c, r, bn, nil end
+  local m
+  v, c, r, bn, m = string.match(packed, '^(%d+)|(%a)|(%d+)|(%d+)|(%w+)$')
+  return v, c, r, bn, m and tonumber(m, 36)
 end
 
 -- `version|code|follow-up`, then (since time series) `|minute|talk ms` in base 36: the
@@ -189,6 +200,36 @@ local function now_ms()
     clock_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   end
   return clock_ms
+end
+
+-- Batch progress: a terminal contact counts, in its batch, at the minute of its latest
+-- version's occurred_at (`tp:<hour>`, field `<batch number>:<minute of the hour>`). A hash
+-- expires PROGRESS_RETAIN after its hour ends; a minute past that is not written.
+local TERMINAL = """
+    + _lua_table({CONTACT_CODES[s]: "true" for s in TERMINAL_STATUSES})
+    + f"""
+local PROGRESS_PREFIX = TAG .. '{keys.PROGRESS_PART}'
+local PROGRESS_RETAIN = {keys.PROGRESS_RETENTION_MS}
+"""
+    + """
+local progress_keys = {}
+local function progress_delta(bn, minute, by)
+  local hour = math.floor(minute / 60)
+  local expires = (hour + 1) * 3600000 + PROGRESS_RETAIN
+  if expires <= now_ms() then return end
+  local key = PROGRESS_PREFIX .. hour
+  bump(key, bn .. ':' .. (minute % 60), by)
+  progress_keys[key] = expires
+end
+
+-- after flush_bumps(): the progress hashes written expire on time
+local function flush_progress()
+  for key, expires in pairs(progress_keys) do
+    if redis.call('EXISTS', key) == 1 then
+      redis.call('PEXPIREAT', key, string.format('%d', expires))
+    end
+  end
+  progress_keys = {}
 end
 
 local series, series_keys = {}, {}
@@ -518,13 +559,14 @@ end
 -- (deferred so that a batch emptied and refilled within the slice is left alone)
 local left = {}
 
-local function apply_contact(digest, h, ver, ver_s, code, retry, batch_id)
+local function apply_contact(digest, h, ver, ver_s, code, retry, batch_id, occurred_s)
   local skey, t, mirror = locate('c', tonumber(h))
   local cur = redis.call('HGET', skey, digest)
-  local v, c, r, old_bn
+  local v, c, r, old_bn, old_minute
   if cur then
-    v, c, r, old_bn = parse_contact(cur)
+    v, c, r, old_bn, old_minute = parse_contact(cur)
     if ver <= tonumber(v) then return 2 end
+    if old_minute then progress_delta(old_bn, old_minute, -1) end
   end
   -- numbered only now: a stale event naming an unknown batch leaves no number behind
   local bn, bkey = batch_number(batch_id), BATCH_PREFIX .. batch_id
@@ -545,7 +587,13 @@ local function apply_contact(digest, h, ver, ver_s, code, retry, batch_id)
     tally(bkey, bn, 'known', 1, mirror)
     tally(STATS, nil, 'contacts', 1, mirror)
   end
-  redis.call('HSET', skey, digest, ver_s .. '|' .. code .. '|' .. retry .. '|' .. bn)
+  local packed = ver_s .. '|' .. code .. '|' .. retry .. '|' .. bn
+  if TERMINAL[code] then
+    local minute = math.floor(tonumber(occurred_s) / 60000)
+    packed = packed .. '|' .. base36(minute)
+    progress_delta(bn, minute, 1)
+  end
+  redis.call('HSET', skey, digest, packed)
   contact_delta(bn, bkey, code, retry, 1, mirror)
   if not cur then resize('c', t, 1) end
   return 0
@@ -614,7 +662,7 @@ for rec in string.gmatch(ARGV[2 + 2 * nf], '[^\\30]+') do
     elseif kind == 'b' then
       code = apply_batch(id, ver, ver_s, status, num, extra, score)
     elseif kind == 'c' then
-      code = apply_contact(id, h, ver, ver_s, status, num, extra)
+      code = apply_contact(id, h, ver, ver_s, status, num, extra, occurred_s)
     else
       code = apply_record(id, h, ver, ver_s, status, num, extra, occurred_s)
     end
@@ -630,6 +678,7 @@ flush_series()
 flush_bumps()
 for batch_id, bkey in pairs(left) do drop_if_unnamed(bkey, batch_id) end
 flush_bumps()
+flush_progress()
 save_layouts()
 if not repair then
   for i = 1, nf do
@@ -706,9 +755,10 @@ for i = 2 + 2 * p, #ARGV, 2 do
       redis.call('HDEL', skey, id)
       removed = removed + 1
       if kind == 'c' then
-        local v, c, r, bn = parse_contact(cur)
+        local v, c, r, bn, minute = parse_contact(cur)
         local batch_id = batch_id_of(bn)
         local bkey = BATCH_PREFIX .. batch_id
+        if minute then progress_delta(bn, minute, -1) end
         tally(STATS, nil, 'contacts', -1, mirror)
         tally(bkey, bn, 'known', -1, mirror)
         contact_delta(bn, bkey, c, r, -1, mirror)
@@ -736,6 +786,7 @@ flush_series()
 flush_bumps()
 for batch_id, bkey in pairs(left) do drop_if_unnamed(bkey, batch_id) end
 flush_bumps()
+flush_progress()
 save_layouts()
 if removed > 0 then redis.call('HINCRBY', STATS, 'rev', 1) end
 return removed
@@ -1145,4 +1196,28 @@ for i, key in ipairs(KEYS) do
   out[2 * i] = redis.call('HGETALL', key)
 end
 return out
+"""
+
+# BATCH_PROGRESS: a batch's hash and its contacts that became terminal in some minutes.
+#
+# KEYS[1]     the batch hash (`keys.batch`); KEYS[2] the layout (`keys.layout`); KEYS[3..]
+#             progress hashes (`keys.progress`), all of one campaign
+# ARGV[1]     the batch id; then per progress hash: how many minutes, and those minutes of
+#             the hour
+# Returns     {the batch hash's HGETALL pairs, contacts that became terminal in the minutes}
+BATCH_PROGRESS: Final = """
+local n = redis.call('HGET', KEYS[2], 'b:' .. ARGV[1])
+local count, at = 0, 2
+for k = 3, #KEYS do
+  local minutes = tonumber(ARGV[at])
+  if n and minutes > 0 then
+    local fields = {}
+    for j = 1, minutes do fields[j] = n .. ':' .. ARGV[at + j] end
+    for _, value in ipairs(redis.call('HMGET', KEYS[k], unpack(fields))) do
+      if value then count = count + tonumber(value) end
+    end
+  end
+  at = at + minutes + 1
+end
+return {redis.call('HGETALL', KEYS[1]), count}
 """
