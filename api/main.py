@@ -17,6 +17,7 @@ from api.live import Updates
 from api.pages import Fragments, Pages
 from api.pool import api_client
 from api.readpath import ReadPath
+from api.rollup import Rollups
 from api.routes import (
     batches,
     dashboard,
@@ -78,6 +79,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     app.state.heartbeat_seconds = config.stream_heartbeat_seconds
     app.state.pages = Pages()
     app.state.fragments = Fragments()
+    app.state.rollups = Rollups()
     app.state.ready_max_lag = config.ready_max_lag
     app.include_router(stats.router)
     app.include_router(stream.router)

@@ -47,7 +47,7 @@ async def round_trip(store: Store, *commands: tuple[str, ...], undecoded: int = 
         ]
 
 
-def _as_dict(reply: Any) -> dict[str, str]:
+def as_dict(reply: Any) -> dict[str, str]:
     if isinstance(reply, dict):
         return reply
     return dict(zip(reply[::2], reply[1::2], strict=True))
@@ -58,7 +58,7 @@ async def stats(store: Store, token: str, campaign_id: str) -> tuple[str | None,
     org, fields = await round_trip(
         store, ("HGET", keys.TOKENS, token_hash(token)), ("HGETALL", keys.stats(campaign_id))
     )
-    return org, _as_dict(fields)
+    return org, as_dict(fields)
 
 
 async def head(store: Store, token: str, campaign_id: str) -> tuple[str | None, dict[str, str]]:
@@ -147,4 +147,4 @@ async def batch_progress(
         argv += [str(len(of_hour)), *map(str, of_hour)]
     call = ("EVALSHA", Store.sha(BATCH_PROGRESS), str(len(call_keys)), *call_keys, *argv)
     ((pairs, count),) = await scripted(store, BATCH_PROGRESS, call)
-    return _as_dict(pairs), int(count)
+    return as_dict(pairs), int(count)

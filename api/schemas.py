@@ -84,6 +84,27 @@ class CampaignStats(BaseModel):
     )
 
 
+class OrgStats(BaseModel):
+    """`GET /api/v1/stats`: every campaign of the token's organization, summed."""
+
+    organization_id: str
+    campaigns: int = Field(description="How many campaigns the organization has.")
+    contact_counts: ContactCounts
+    batch_counts: BatchCounts
+    call_counters: CallCounters
+    retry_breakdown: dict[str, int] = Field(
+        description="Contacts in `retrying` by retry_count: retry_1, retry_2, ...; zeros omitted."
+    )
+    in_flight_contacts: int
+    total_call_attempts: int
+    follow_up_attempts: int
+    window: StatsWindow | None = Field(
+        default=None,
+        description="Only with `?window=`: the call records of the last N minutes by their"
+        " occurred_at, over every campaign.",
+    )
+
+
 class BatchCounters(BaseModel):
     """Contacts of one batch per status (`in_flight` = in_progress)."""
 

@@ -100,6 +100,25 @@ class Expected:
             "follow_up_attempts": follow_ups,
         }
 
+    def org_stats(self, org: str) -> dict[str, Any]:
+        """`GET /api/v1/stats`: the stats bodies of the organization's campaigns added up
+        field by field."""
+        bodies = [self.stats(c) for c in self.campaigns if self.owner[c] == org]
+        out: dict[str, Any] = {"organization_id": org, "campaigns": len(bodies)}
+        template = self.stats("") if not bodies else bodies[0]
+        for name in ("contact_counts", "batch_counts", "call_counters"):
+            out[name] = {k: sum(body[name][k] for body in bodies) for k in template[name]}
+        retries: dict[str, int] = {}
+        for body in bodies:
+            for k, n in body["retry_breakdown"].items():
+                retries[k] = retries.get(k, 0) + n
+        out["retry_breakdown"] = {
+            k: retries[k] for k in sorted(retries, key=lambda k: int(k.split("_")[1])) if retries[k]
+        }
+        for name in ("in_flight_contacts", "total_call_attempts", "follow_up_attempts"):
+            out[name] = sum(body[name] for body in bodies)
+        return out
+
     def batches(self, campaign: str) -> list[dict[str, Any]]:
         contacts = self._of(campaign, "contact.status_changed")
         upserts = {b["batch_id"]: b for b in self._of(campaign, "batch.upserted")}

@@ -7,8 +7,10 @@ from fastapi import APIRouter, Request, Response
 from api import reads
 from api.caching import cache_headers, json_response, matches, not_modified, revision_etag
 from api.deps import CampaignId, OrgDep, StoreDep, TokenDep, owner_check
-from api.routes.timeseries import WindowQuery, windowed_stats_answer
-from api.schemas import CampaignList, CampaignStats, Problem
+from api.rollup import Rollups
+from api.routes.timeseries import WindowQuery, now_ms, unprocessable, windowed_stats_answer
+from api.schemas import CampaignList, CampaignStats, OrgStats, Problem
+from processors.domain.timeseries import TimeWindowError, window_minutes, window_range
 from processors.domain.views import stats_view
 from processors.store.client import Store
 
@@ -25,6 +27,42 @@ _ERRORS: dict[int | str, dict[str, object]] = {
 async def list_campaigns(org: OrgDep, store: StoreDep) -> CampaignList:
     """Campaigns of the token's organization that have statistics."""
     return CampaignList(organization_id=org, campaigns=await store.org_campaigns(org))
+
+
+@router.get(
+    "/stats",
+    response_model=OrgStats,
+    responses={
+        401: _ERRORS[401],
+        503: _ERRORS[503],
+        304: {"description": "Not modified (If-None-Match)"},
+    },
+)
+async def organization_stats(
+    request: Request, token: TokenDep, store: StoreDep, window: WindowQuery = None
+) -> Response:
+    """Every campaign of the token's organization summed: the campaign stats body over
+    all of them, with `organization_id` and how many `campaigns`. Exact like the campaign
+    stats; `?window=` and ETag / If-None-Match as on the campaign route."""
+    rollups: Rollups = request.app.state.rollups
+    org, life, total = await rollups.head(store, token)
+    org = owner_check(org, org)  # 401 for an unknown token
+    minutes = start = None
+    now = now_ms()
+    if window is not None:
+        try:
+            minutes = window_minutes(window)
+        except TimeWindowError as error:
+            raise unprocessable(error, {"window": window}) from None
+        start = window_range(minutes, now)[0]
+    # The counts are read before the campaigns: a body is never named by older counts.
+    revision = {"rev": total or "0", "applied_at_ms": life or ""}
+    etag = revision_etag(f"org:{org}", revision, f"stats:{minutes}:{start}")
+    headers = {"ETag": etag, "Cache-Control": "no-cache"}
+    if matches(request.headers.get("if-none-match"), etag):
+        return not_modified(headers)
+    body = await rollups.body(store, org, life, total, minutes, now)
+    return json_response(body, headers)
 
 
 @router.get(

@@ -770,7 +770,8 @@ class Reconciler:
         if applied or removed or report.recount_fixes or report.batches_migrated:
             # The worker announces only what it applies: without this, open streams would
             # show the drifted numbers until the campaign's next event.
-            await self.store.announce([campaign_id])
+            owner = state.organization_id
+            await self.store.announce([campaign_id], {campaign_id: owner} if owner else None)
 
     async def _recheck(self, campaign_id: str, snap: Snapshot, todo: Plan) -> Plan:
         """Read the entities found behind again (the snapshot is updated): those the worker

@@ -281,11 +281,23 @@ class Store:
         except RedisError as exc:
             raise StoreUnavailable(f"Redis is unavailable: {exc}") from exc
 
-    async def announce(self, campaign_ids: Iterable[str]) -> None:
-        """Tell live subscribers (the API's streams) that these campaigns changed."""
+    async def announce(
+        self, campaign_ids: Iterable[str], owners: Mapping[str, str] | None = None
+    ) -> None:
+        """Tell live subscribers (the API's streams) that these campaigns changed, and
+        count the change for their organization's rollup (`owners`: campaign -> org).
+
+        The campaign's count goes up before the organization's `#`: a reader that saw `#`
+        move sees the campaign's count moved too. A replayed slice announces again, so a
+        crash between the apply and this leaves the rollup behind only until the replay."""
         pipe = self.client.pipeline(transaction=False)
         for campaign_id in campaign_ids:
             pipe.publish(keys.updates_channel(campaign_id), "1")
+        for campaign_id, org in (owners or {}).items():
+            key = keys.org_changes(org)
+            pipe.hincrby(key, campaign_id, 1)
+            pipe.hsetnx(key, "life", secrets.token_hex(8))
+            pipe.hincrby(key, "#", 1)
         await pipe.execute()
 
     # -- consumer lag (for /readyz) -----------------------------------------------------
@@ -563,19 +575,27 @@ class Store:
         """Buckets of call records by occurred_at, `m` (minute) or `q` (quarter hour), that
         start in [start_ms, end_ms): bucket start (ms since the epoch) -> (completed, failed,
         busy, no_answer, follow_up, talk ms). Buckets with no call are absent."""
+        return (await self.series_of([campaign_id], resolution, start_ms, end_ms))[campaign_id]
+
+    async def series_of(
+        self, campaign_ids: Sequence[str], resolution: str, start_ms: int, end_ms: int
+    ) -> dict[str, dict[int, Sequence[int]]]:
+        """`series` of several campaigns, read in one pipeline."""
         step, span = (60_000, 3_600_000) if resolution == "m" else (900_000, 86_400_000)
         first, last = start_ms // span, (end_ms - 1) // span
-        if last < first:
-            return {}
+        out: dict[str, dict[int, Sequence[int]]] = {c: {} for c in campaign_ids}
+        if last < first or not campaign_ids:
+            return out
         key = keys.minute_series if resolution == "m" else keys.quarter_series
         numbers = range(first, last + 1)
-        rows = await self.hashes([key(campaign_id, n) for n in numbers])
-        out: dict[int, Sequence[int]] = {}
-        for number, row in zip(numbers, rows, strict=True):
-            for slot, bucket in _series_row(row):
-                start = number * span + slot * step
-                if start_ms <= start < end_ms:
-                    out[start] = bucket
+        rows = iter(await self.hashes([key(c, n) for c in campaign_ids for n in numbers]))
+        for campaign_id in campaign_ids:
+            buckets = out[campaign_id]
+            for number in numbers:
+                for slot, bucket in _series_row(next(rows)):
+                    start = number * span + slot * step
+                    if start_ms <= start < end_ms:
+                        buckets[start] = bucket
         return out
 
     # -- entity state (reconciliation, migration) ----------------------------------------

@@ -191,6 +191,13 @@ def org_campaigns(organization_id: str) -> str:
     return f"{PREFIX}:org:{organization_id}:campaigns"
 
 
+def org_changes(organization_id: str) -> str:
+    """Hash: per campaign of the organization, how many times the workers (or a repair)
+    announced a change to it; `#` the sum, `life` set once per life of the hash. What the
+    API's organization rollup watches (a key of its own slot: not the campaigns')."""
+    return f"{PREFIX}:org:{organization_id}:changes"
+
+
 def log_marker(topic: str, partition: int) -> str:
     """Hash: incarnation epoch of a topic partition and its first record's fingerprint."""
     return f"{PREFIX}:log:{topic}:{partition}"

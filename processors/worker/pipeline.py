@@ -123,14 +123,13 @@ class BatchProcessor:
         results = await self.store.apply_calls(prepared.calls)
         self.failpoint("after_script")
         owners: dict[str, str] = {}
-        changed: set[str] = set()
+        changed: dict[str, str | None] = {}
         late: list[tuple[tuple[str, int, int], Rejection]] = []
         for part, codes in zip(prepared.slices, results, strict=True):
             # A replay means an earlier run of this slice may have died before its side
             # effects (registration, announce, dead letters): they are repeated, and the
             # script gives a replayed foreign event its tenant verdict again.
-            if APPLIED in codes or REPLAYED in codes:
-                changed.add(part.campaign_id)
+            changed_here = APPLIED in codes or REPLAYED in codes
             if len(codes) != len(part.items):
                 raise ValueError(f"{len(codes)} outcomes for {len(part.items)} events")
             counted = 0
@@ -152,6 +151,8 @@ class BatchProcessor:
                         owner = event.organization_id
             if owner is not None and part.campaign_id not in self._registered:
                 owners[part.campaign_id] = owner
+            if changed_here:
+                changed[part.campaign_id] = owner
         if late:
             by_offset = {(r.topic, r.partition, r.offset): r for r in prepared.records}
             rejected += [(by_offset[where], rejection) for where, rejection in late]
@@ -159,7 +160,8 @@ class BatchProcessor:
             await self.store.register_campaigns(owners)
             self._registered.update(owners)
         if changed:
-            await self.store.announce(changed)
+            orgs = {campaign: org for campaign, org in changed.items() if org is not None}
+            await self.store.announce(changed, orgs)
         await self._dead_letter(rejected)
         tally["dead_lettered"] += len(rejected)
         if prepared.tombstones:

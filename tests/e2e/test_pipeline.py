@@ -71,6 +71,15 @@ def assert_exact(api_url: str, expected: Expected, tokens: dict[str, str]) -> No
     wait_until(
         lambda: matches(api_url, expected, tokens), timeout=120, what="the API to equal the oracle"
     )
+    orgs = sorted(set(expected.owner.values()))
+    wait_until(  # announced right after the apply that the campaigns already show
+        lambda: all(
+            api_get(api_url, "/api/v1/stats", tokens[org]).json() == expected.org_stats(org)
+            for org in orgs
+        ),
+        timeout=30,
+        what="every organization's rollup to equal the oracle",
+    )
     for campaign in expected.campaigns:
         tok = tokens[expected.owner[campaign]]
         stats = api_get(api_url, f"/api/v1/campaigns/{campaign}/stats", tok).json()

@@ -1,0 +1,116 @@
+"""Each organization's rollup, kept per API process: the counters of all its campaigns
+summed, refreshed from the campaigns the workers announced as changed.
+
+A read costs the token and the organization's change counts (`keys.org_changes`: `#`,
+the sum, and `life`); while `#` stays, the kept body answers. When it moved, the counts of
+every campaign are read and only the campaigns whose count moved are read again, so a
+rollup over a thousand campaigns costs what the changed ones cost. The campaigns live in
+slots of their own on Redis Cluster and the counts in the organization's: no script spans
+them, and none needs to. Each campaign's counters are read whole from its stats hash (one
+HGETALL: consistent in itself) after the count that announced the change, so the rollup
+is exact once the announcements have caught up with the applies: the worker announces
+after each apply, again on a replay after a crash, and a repair announces what it
+changed. A change made by hand outside both shows at the next full read, at most
+`FULL_READ_SECONDS` later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from api import reads
+from processors.domain.rollup import Rollup, counters_of, org_stats_view, summed_buckets
+from processors.domain.timeseries import window_range, window_view
+from processors.store import keys
+from processors.store.client import Store, token_hash
+
+#: Every campaign is read again at least this often (a change made outside the workers).
+FULL_READ_SECONDS = 60.0
+
+
+@dataclass
+class _Org:
+    life: str | None = None
+    total: str | None = None  # `#` when the rollup was last brought up to date
+    seen: dict[str, str] = field(default_factory=dict)  # campaign -> its count then
+    rollup: Rollup = field(default_factory=Rollup)
+    campaigns: int = 0
+    full_at: float = float("-inf")
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: per window span (start, end): per campaign, its count when read and its buckets
+    windows: dict[tuple[int, int], dict[str, tuple[str | None, Any]]] = field(default_factory=dict)
+
+
+class Rollups:
+    """The rollups of the organizations this process was asked about."""
+
+    def __init__(self, full_read_seconds: float = FULL_READ_SECONDS) -> None:
+        self.full_read_seconds = full_read_seconds
+        self._orgs: dict[str, _Org] = {}
+
+    async def head(self, store: Store, token: str) -> tuple[str | None, str | None, str | None]:
+        """The token's organization, then its rollup's life and `#`: two round trips."""
+        (org,) = await reads.round_trip(store, ("HGET", keys.TOKENS, token_hash(token)))
+        if org is None:
+            return None, None, None
+        (counts,) = await reads.round_trip(store, ("HMGET", keys.org_changes(org), "life", "#"))
+        return org, counts[0], counts[1]
+
+    async def body(
+        self, store: Store, org: str, life: str | None, total: str | None,
+        minutes: int | None = None, now_ms: int = 0,
+    ) -> dict[str, Any]:  # fmt: skip
+        """The rollup at (`life`, `total`) or later, with the window figures when asked."""
+        state = self._orgs.setdefault(org, _Org())
+        async with state.lock:
+            full = time.monotonic() - state.full_at >= self.full_read_seconds
+            if full or (state.life, state.total) != (life, total):
+                await self._bring_up_to_date(store, org, state, life, total, full)
+            body = org_stats_view(org, state.campaigns, state.rollup.sums)
+            if minutes is not None:
+                body["window"] = await self._window(store, state, minutes, now_ms)
+            return body
+
+    async def _bring_up_to_date(
+        self, store: Store, org: str, state: _Org, life: str | None, total: str | None,
+        full: bool,
+    ) -> None:  # fmt: skip
+        counts, members = await reads.round_trip(
+            store, ("HGETALL", keys.org_changes(org)), ("SMEMBERS", keys.org_campaigns(org))
+        )
+        counts = reads.as_dict(counts)
+        campaigns = set(members)
+        if full or state.life != life:
+            changed = sorted(campaigns)
+        else:
+            changed = sorted(c for c in campaigns if counts.get(c) != state.seen.get(c))
+        rows = await store.hashes([keys.stats(c) for c in changed])
+        for campaign_id, row in zip(changed, rows, strict=True):
+            state.rollup.put(campaign_id, counters_of(row))
+        state.rollup.keep_only(campaigns)
+        state.seen = {c: counts[c] for c in campaigns if c in counts}
+        state.campaigns = len(campaigns)
+        state.life, state.total = life, total
+        if full:
+            state.full_at = time.monotonic()
+
+    async def _window(self, store: Store, state: _Org, minutes: int, now_ms: int) -> Any:
+        span = window_range(minutes, now_ms)
+        kept = state.windows.pop(span, {})
+        state.windows[span] = kept  # the most recent span last
+        while len(state.windows) > WINDOW_SPANS_KEPT:
+            del state.windows[next(iter(state.windows))]
+        campaigns = state.rollup.per_campaign
+        stale = [c for c in campaigns if (c not in kept or kept[c][0] != state.seen.get(c))]
+        for campaign_id, buckets in (await store.series_of(stale, "m", *span)).items():
+            kept[campaign_id] = (state.seen.get(campaign_id), buckets)
+        for campaign_id in [c for c in kept if c not in campaigns]:
+            del kept[campaign_id]
+        return window_view(minutes, now_ms, summed_buckets([b for _, b in kept.values()]))
+
+
+#: Window spans kept per organization (a few window lengths asked at once, each minute).
+WINDOW_SPANS_KEPT = 8
