@@ -4,7 +4,10 @@
 // polled: time moves on even when no event arrives.
 "use strict";
 const $ = (id) => document.getElementById(id);
-const state = { token: localStorage.getItem("dialerStatsToken") || "", campaign: "", etags: {}, source: null, stats: null };
+const state = {
+  token: localStorage.getItem("dialerStatsToken") || "", campaign: "", campaigns: [], etags: {}, source: null,
+  stats: null, progress: {}, progressAt: 0,
+};
 $("token").value = state.token;
 
 // ETags are kept per slot (by default the path): a chart whose query moves with the clock
@@ -49,20 +52,104 @@ function render(stats, batches) {
   bars($("batchcounts"), Object.entries(stats.batch_counts));
   const cols = ["pending", "dispatched", "in_flight", "retrying", "completed", "failed", "busy", "no_answer", "skipped"];
   $("batches").querySelector("thead").innerHTML =
-    `<tr><th>batch</th><th>status</th><th>progress</th><th>total</th>${cols.map((c) => `<th>${c}</th>`).join("")}</tr>`;
+    `<tr><th>batch</th><th>status</th><th>progress</th><th>done / min</th><th>ETA</th><th>total</th>${cols.map((c) => `<th>${c}</th>`).join("")}</tr>`;
   $("batches").querySelector("tbody").innerHTML = batches.map((b) => {
     const done = b.counters.completed + b.counters.failed + b.counters.busy + b.counters.no_answer
       + b.counters.skipped + b.counters.max_retries_reached;
     const pct = b.total_contacts ? Math.min(100, (100 * done) / b.total_contacts) : 0;
-    return `<tr><td>${b.batch_id}</td><td>${b.status}</td><td><span class="progress"><span style="width:${pct}%"></span></span></td>`
+    const p = state.progress[b.batch_id];
+    const rate = p ? p.rate_per_minute.toFixed(1) : "–";
+    const eta = p && p.eta ? new Date(p.eta).toLocaleTimeString() : "–";
+    return `<tr data-batch="${b.batch_id}" data-eta="${p && p.eta ? p.eta : ""}"><td>${b.batch_id}</td><td>${b.status}</td>`
+      + `<td><span class="progress"><span style="width:${pct}%"></span></span></td><td class="rate">${rate}</td><td class="eta">${eta}</td>`
       + `<td>${b.total_contacts}</td>${cols.map((c) => `<td>${b.counters[c]}</td>`).join("")}</tr>`;
   }).join("");
 }
+
+// -- batch progress: the rate of the last 15 minutes and the ETA of unfinished batches ----
+
+const PROGRESS_AT_MOST = 25;  // batches asked per refresh (the first unfinished ones)
+
+async function refreshProgress(batches) {
+  const base = `/api/v1/campaigns/${encodeURIComponent(state.campaign)}/batches/`;
+  const open = batches.filter((b) => b.status !== "completed" && b.status !== "cancelled" && b.status !== "expired")
+    .slice(0, PROGRESS_AT_MOST);
+  const found = {};
+  await Promise.all(open.map(async (b) => {
+    try {
+      const response = await fetch(base + encodeURIComponent(b.batch_id) + "/progress",
+        { headers: { Authorization: "Bearer " + state.token }, cache: "no-store" });
+      if (response.ok) found[b.batch_id] = await response.json();
+    } catch (error) { /* shown as – until the next refresh */ }
+  }));
+  state.progress = found;
+  state.progressAt = Date.now();
+}
+
+// -- the organization: its rollup, and every campaign with a sparkline of its last hour ---
+
+const ORG_CAMPAIGNS_AT_MOST = 50;
+
+function sparkline(points) {
+  const counts = points.map((p) => p.attempts);
+  const max = Math.max(1, ...counts);
+  const step = 120 / Math.max(1, counts.length - 1);
+  const xy = counts.map((n, i) => `${(i * step).toFixed(1)},${(23 - (22 * n) / max).toFixed(1)}`).join(" ");
+  return `<svg class="spark" viewBox="0 0 120 24" data-calls="${counts.reduce((a, b) => a + b, 0)}"><polyline points="${xy}"/></svg>`;
+}
+
+function rateText(counters) {
+  const attempts = counters.completed_calls + counters.failed_calls + counters.busy_calls + counters.no_answer_calls;
+  return attempts ? (100 * counters.completed_calls / attempts).toFixed(1) + " %" : "–";
+}
+
+async function refreshOrg() {
+  if (!state.campaigns.length) return;
+  try {
+    const { body: org } = await get("/api/v1/stats");
+    const contacts = Object.values(org.contact_counts).reduce((a, b) => a + b, 0);
+    $("org-note").textContent = `${org.organization_id} · ${org.campaigns} campaigns`;
+    $("org-kpis").innerHTML = [
+      ["Contacts", contacts], ["In flight", org.in_flight_contacts], ["Call attempts", org.total_call_attempts],
+      ["Connect rate", rateText(org.call_counters)],
+    ].map(([k, v]) => `<div class="kpi" data-kpi="${k}"><b>${v}</b>${k}</div>`).join("");
+    const hourFrom = new Date(Math.floor(Date.now() / 60000) * 60000 - 59 * 60000).toISOString();
+    const rows = await Promise.all(state.campaigns.slice(0, ORG_CAMPAIGNS_AT_MOST).map(async (c) => {
+      const base = `/api/v1/campaigns/${encodeURIComponent(c)}`;
+      const [{ body: stats }, { body: series }] = await Promise.all([
+        get(base + "/stats"),
+        get(`${base}/timeseries?interval=1m&from=${encodeURIComponent(hourFrom)}`, "spark:" + c),
+      ]);
+      const total = Object.values(stats.contact_counts).reduce((a, b) => a + b, 0);
+      return `<tr data-campaign="${c}" class="${c === state.campaign ? "current" : ""}"><td>${c}</td><td>${sparkline(series.points)}</td>`
+        + `<td>${total}</td><td>${stats.in_flight_contacts}</td><td>${stats.total_call_attempts}</td>`
+        + `<td>${stats.call_counters.completed_calls}</td><td>${rateText(stats.call_counters)}</td></tr>`;
+    }));
+    $("org-campaigns").querySelector("tbody").innerHTML = rows.join("");
+    document.body.dataset.orgContacts = String(contacts);
+  } catch (error) {
+    $("org-note").textContent = String(error.message || error);
+  }
+}
+
+let orgTimer = null;
+function scheduleOrg(delay) {
+  if (orgTimer !== null) return;
+  orgTimer = setTimeout(async () => { orgTimer = null; await refreshOrg(); }, delay);
+}
+
+$("org-campaigns").addEventListener("click", (event) => {
+  const row = event.target.closest("tr[data-campaign]");
+  if (!row || row.dataset.campaign === state.campaign) return;
+  $("campaign").value = row.dataset.campaign;
+  $("campaign").dispatchEvent(new Event("change"));
+});
 
 async function refreshBatches() {
   const base = `/api/v1/campaigns/${encodeURIComponent(state.campaign)}`;
   try {
     const batches = await get(base + "/batches?limit=100");
+    if (Date.now() - state.progressAt > 15000) await refreshProgress(batches.body);
     render(state.stats, batches.body);
     $("status").textContent = `live · revision ${state.revision} · updated ${new Date().toLocaleTimeString()}`;
     $("status").className = "";
@@ -81,8 +168,10 @@ function follow() {
   state.source.addEventListener("stats", (message) => {
     state.stats = JSON.parse(message.data);
     state.revision = message.lastEventId;
+    $("campaign-note").textContent = state.campaign;
     refreshBatches();
     scheduleCharts(1000);
+    scheduleOrg(1000);
   });
   state.source.addEventListener("revoked", () => {
     state.source.close();  // reconnecting would only get a 401
@@ -101,7 +190,10 @@ async function connect() {
   try {
     const { body } = await get("/api/v1/campaigns");
     $("campaign").innerHTML = body.campaigns.map((c) => `<option>${c}</option>`).join("");
+    state.campaigns = body.campaigns;
     state.campaign = body.campaigns[0] || "";
+    state.progress = {}; state.progressAt = 0;
+    scheduleOrg(0);
     $("status").textContent = body.campaigns.length ? `organization ${body.organization_id}` : "no campaigns yet";
     follow();
     resetCharts();
@@ -237,14 +329,21 @@ function resetCharts() {
   scheduleCharts(0);
 }
 
-setInterval(() => scheduleCharts(0), 15000);
+setInterval(() => {
+  scheduleCharts(0); scheduleOrg(0);
+  if (state.stats) { state.progressAt = 0; refreshBatches(); }  // the ETA moves with the clock
+}, 15000);
 window.addEventListener("resize", () => {
   for (const [id, holder] of Object.entries(charts)) holder.chart.setSize({ width: $(id).clientWidth, height: CHART_HEIGHT });
 });
 $("interval").addEventListener("change", () => { dropChart("day-chart"); scheduleCharts(0); });
 
 $("connect").addEventListener("click", connect);
-$("campaign").addEventListener("change", (e) => { state.campaign = e.target.value; follow(); resetCharts(); });
+$("campaign").addEventListener("change", (e) => {
+  state.campaign = e.target.value; state.progress = {}; state.progressAt = 0;
+  for (const row of document.querySelectorAll("#org-campaigns tbody tr")) row.classList.toggle("current", row.dataset.campaign === state.campaign);
+  follow(); resetCharts();
+});
 const fromUrl = new URLSearchParams(location.hash.slice(1)).get("token");
 if (fromUrl) { $("token").value = fromUrl; }
 if ($("token").value) connect();

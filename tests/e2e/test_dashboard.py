@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import httpx
 from playwright.sync_api import sync_playwright
 
 from processors.tools.embedded import EmbeddedInfra
@@ -56,8 +57,9 @@ def test_dashboard_shows_the_numbers_and_updates(
 ) -> None:
     """Contact bars equal the API's stats, then change when new events arrive; the last
     hour's chart and connect rate, and today's chart, count every call record."""
-    # Event times from half an hour ago (the simulation runs about six minutes of them).
-    start = datetime.now(UTC) - timedelta(minutes=30)
+    # Event times from ten minutes ago (the simulation runs about six minutes of them): the
+    # last 15 minutes hold the batches' progress, so they have a rate and an ETA.
+    start = datetime.now(UTC) - timedelta(minutes=10)
     simulation = Simulation(campaigns=1, seed=41, prefix="dash", start=start)
     events = list(itertools.islice(simulation.events(), 1500))
     first, rest = events[:800], events[800:]
@@ -83,6 +85,40 @@ def test_dashboard_shows_the_numbers_and_updates(
         assert page.locator("#campaign").input_value() == campaign
         rows = page.locator("#batches tbody tr").count()
         assert rows == len(expected.batches(campaign))
+
+        # the organization: its rollup, and the campaign's row with a sparkline of its hour
+        org = expected.owner[campaign]
+        rollup = sum(expected.org_stats(org)["contact_counts"].values())
+        wait_until(
+            lambda: page.evaluate("document.body.dataset.orgContacts") == str(rollup),
+            timeout=30,
+            what="the organization overview",
+        )
+        row = page.locator(f'#org-campaigns tr[data-campaign="{campaign}"]')
+        assert row.count() == 1 and row.locator("svg.spark polyline").count() == 1
+        hour_calls = int(row.locator("svg.spark").get_attribute("data-calls") or "-1")
+        assert hour_calls == expected.stats(campaign)["total_call_attempts"]
+
+        # batch progress: the ETA of an unfinished batch is the API's (a few seconds apart)
+        def etas() -> dict[str, str]:
+            cells = page.locator("#batches tbody tr[data-eta]")
+            return {
+                cells.nth(i).get_attribute("data-batch") or "": cells.nth(i).get_attribute(
+                    "data-eta"
+                )
+                or ""
+                for i in range(cells.count())
+            }
+
+        wait_until(lambda: any(etas().values()), timeout=40, what="a batch's ETA")
+        batch_id, shown_eta = next((b, e) for b, e in etas().items() if e)
+        progress = httpx.get(
+            f"{api_url}/api/v1/campaigns/{campaign}/batches/{batch_id}/progress",
+            headers={"Authorization": f"Bearer {tok}"},
+        ).json()
+        assert progress["eta"] is not None
+        gap = datetime.fromisoformat(progress["eta"]) - datetime.fromisoformat(shown_eta)
+        assert abs(gap) <= timedelta(minutes=5), (progress, shown_eta)
 
         produce(infra, tmp_path / "rest.jsonl", rest)
         final = Expected(events).stats(campaign)["contact_counts"]
