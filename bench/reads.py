@@ -97,6 +97,8 @@ def run(
                     f" {requests} sequential requests through HTTP",
                 )
             )
+    figures.append(rollup(client_url=api_url, token=token, redis_url=redis_url, small=small,
+                          requests=requests))  # fmt: skip
     stats_p50 = figures[0].value
     samples = []
     for _ in range(recounts):
@@ -118,6 +120,54 @@ def run(
         )
     )
     return figures
+
+
+#: Campaigns of the organization in the rollup figure.
+FLEET = 1000
+
+
+def rollup(client_url: str, token: str, redis_url: str, small: str, requests: int) -> Figure:
+    """GET /api/v1/stats over an organization of FLEET campaigns (the small one and copies of
+    its stats hash, registered and announced as the worker does) against one campaign's
+    stats, alternating; after a first read, nothing changes."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    fields: dict[str, str] = client.hgetall(keys.stats(small))  # type: ignore[assignment]
+    org = fields["org"]
+    copies = [f"{small}_fleet_{n}" for n in range(FLEET - 1)]
+    pipe = client.pipeline(transaction=False)
+    for campaign_id in copies:
+        pipe.hset(keys.stats(campaign_id), mapping=fields)  # type: ignore[arg-type]
+        pipe.sadd(keys.org_campaigns(org), campaign_id)
+        pipe.hincrby(keys.org_changes(org), campaign_id, 1)
+    pipe.hincrby(keys.org_changes(org), "#", 1)
+    pipe.execute()
+    try:
+        with httpx.Client(base_url=client_url, timeout=30) as http:
+            first = http.get("/api/v1/stats", headers={"Authorization": f"Bearer {token}"})
+            campaigns = first.json()["campaigns"]
+            at_org, at_one = latencies(
+                http, ("/api/v1/stats", f"/api/v1/campaigns/{small}/stats"), token, requests
+            )
+    finally:
+        pipe = client.pipeline(transaction=False)
+        for campaign_id in copies:
+            pipe.delete(keys.stats(campaign_id))
+            pipe.srem(keys.org_campaigns(org), campaign_id)
+            pipe.hdel(keys.org_changes(org), campaign_id)
+        pipe.execute()
+    ratio = median(at_org) / median(at_one)
+    return Figure(
+        f"read GET /api/v1/stats: p50 over {campaigns:,} campaigns",
+        median(at_org),
+        "ms",
+        median(at_one),
+        "p50 of one campaign's stats",
+        ratio,
+        "<= 2",
+        ratio <= 2,
+        f"p99 {percentile(at_org, 99):.2f} ms vs {percentile(at_one, 99):.2f} ms;"
+        f" {requests} sequential requests through HTTP, alternating",
+    )
 
 
 @dataclass(frozen=True)

@@ -225,3 +225,33 @@ async def test_a_bucket_edited_out_of_shape_is_read_on_its_own(store: Store) -> 
         **good,
         start + 7 * 60_000: (0, 0, 0, 1, 0, 7),
     }
+
+
+async def test_one_reconcile_moves_old_days_to_the_new_retention(store: Store) -> None:
+    """After an upgrade from 36 days: a day kept with the old expiry gets the 401-day one,
+    and a day 100 days back, expired under the old retention, is rebuilt from the call
+    records' states; a second run finds nothing."""
+    rng = random.Random(36)
+    old_day = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+    events = []
+    for n, days in enumerate((20, 20, 100, 100, 100)):
+        event = record(900 + n, 1, rng)
+        event["occurred_at"] = (old_day - timedelta(days=days)).isoformat().replace("+00:00", "Z")
+        events.append(event)
+    source = ListSource(events)
+    await load(store, source)
+    day20 = int((old_day - timedelta(days=20)).timestamp()) // 86_400
+    day100 = int((old_day - timedelta(days=100)).timestamp()) // 86_400
+    # as the previous release left them: day 20 expiring 36 days after its end, day 100 gone
+    await store.client.pexpireat(keys.quarter_series(CMP, day20), (day20 + 1 + 36) * 86_400_000)
+    await store.client.delete(keys.quarter_series(CMP, day100))
+    await Reconciler(store, source).run()
+    for day in (day20, day100):
+        ttl = await store.client.pttl(keys.quarter_series(CMP, day))
+        expires = (day + 1) * 86_400_000 + keys.QUARTER_RETENTION_MS
+        now = int(datetime.now(UTC).timestamp() * 1000)
+        assert abs(now + ttl - expires) < 60_000, (day, ttl)
+    span = (day100 * 86_400_000, (day20 + 1) * 86_400_000)
+    assert await store.series(CMP, "q", *span) == oracle(events, 900_000)
+    again = await Reconciler(store, source).run(dry_run=True)
+    assert again.campaigns[0].drift == 0
