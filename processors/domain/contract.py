@@ -28,6 +28,21 @@ TERMINAL_STATUSES: Final = (
 )  # fmt: skip
 EVENT_TYPES: Final = ("batch.upserted", "contact.status_changed", "call_record.completed")
 
+#: One-letter codes that pack entity state compactly; position in the status tuple.
+CONTACT_CODES: Final = {s: chr(ord("a") + i) for i, s in enumerate(CONTACT_STATUSES)}
+CALL_CODES: Final = {s: chr(ord("a") + i) for i, s in enumerate(CALL_STATUSES)}
+CONTACT_BY_CODE: Final = {c: s for s, c in CONTACT_CODES.items()}
+CALL_BY_CODE: Final = {c: s for s, c in CALL_CODES.items()}
+
+#: Outcome codes returned per event by APPLY_SLICE (stable: the worker and the stats
+#: hash's `events:*` tallies name them).
+APPLIED, REPLAYED, STALE, TENANT_MISMATCH = range(4)
+
+#: How long after its end a bucket of each resolution is kept: minutes 49 h, quarter
+#: hours 401 days (at least 48 h and 400 days back from any moment of the last bucket).
+MINUTE_RETENTION_MS: Final = 49 * 3_600_000
+QUARTER_RETENTION_MS: Final = 401 * 86_400_000
+
 MAX_VERSION: Final = 2**53  # counters and versions stay exact in Lua's doubles
 #: A call's duration_seconds at most (about 31 years): talk time sums in milliseconds stay
 #: exact in Lua's doubles.

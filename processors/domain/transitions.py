@@ -12,10 +12,17 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from processors.domain.contract import (
+    APPLIED,
+    CALL_BY_CODE,
+    CONTACT_BY_CODE,
+    MINUTE_RETENTION_MS,
+    QUARTER_RETENTION_MS,
+    STALE,
+    TENANT_MISMATCH,
+)
 from processors.domain.events import BatchUpserted, ContactStatusChanged, Event
-from processors.store.keys import MINUTE_RETENTION_MS, QUARTER_RETENTION_MS
-from processors.store.lua import APPLIED, STALE, TENANT_MISMATCH
-from processors.store.slices import epoch_ms, epoch_us, iso, talk_ms
+from processors.domain.times import epoch_ms, epoch_us, iso, talk_ms
 
 
 @dataclass(slots=True)
@@ -163,8 +170,6 @@ def batch_counters(state: CampaignState) -> dict[str, dict[str, int]]:
 def unpack_contact(packed: str) -> ContactState:
     """A contact's state as stored: `version|status code|retry_count|batch_id` (and, for
     a terminal status, `|minute` for batch progress, which the state model leaves out)."""
-    from processors.store.lua import CONTACT_BY_CODE
-
     version, code, retry, batch_id, *_ = packed.split("|")
     return ContactState(int(version), CONTACT_BY_CODE[code], int(retry), batch_id)
 
@@ -172,8 +177,6 @@ def unpack_contact(packed: str) -> ContactState:
 def unpack_record(packed: str) -> RecordState:
     """A call record's state as stored: `version|status code|follow-up flag|minute|talk ms`
     (the last two in base 36; absent in states stored before time series)."""
-    from processors.store.lua import CALL_BY_CODE
-
     version, code, follow_up, *time = packed.split("|")
     state = RecordState(int(version), CALL_BY_CODE[code], follow_up == "1")
     if time:

@@ -51,7 +51,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from processors.domain.contract import Rejection
+from processors.domain.contract import APPLIED, TENANT_MISMATCH, Rejection
 from processors.domain.events import parse
 from processors.domain.transitions import (
     BatchState,
@@ -67,7 +67,6 @@ from processors.reconcile.source import Source
 from processors.store import keys
 from processors.store.client import Store
 from processors.store.keys import digest
-from processors.store.lua import APPLIED, TENANT_MISMATCH
 from processors.store.slices import encode_repair
 
 log = logging.getLogger(__name__)

@@ -11,6 +11,8 @@ import hashlib
 from functools import lru_cache
 from typing import Final
 
+from processors.domain import contract
+
 PREFIX: Final = "ds"
 
 # Entity state (contacts, call records) lives in hash buckets that grow with the campaign
@@ -70,10 +72,9 @@ def stats(campaign_id: str) -> str:
     return f"{_tag(campaign_id)}:{STATS_PART}"
 
 
-#: How long after its end a bucket of each resolution is kept: minutes 49 h, quarter
-#: hours 401 days (at least 48 h and 400 days back from any moment of the last bucket).
-MINUTE_RETENTION_MS: Final = 49 * 3_600_000
-QUARTER_RETENTION_MS: Final = 401 * 86_400_000
+# How long after its end a bucket of each resolution is kept: `contract`'s, for the scripts.
+MINUTE_RETENTION_MS: Final = contract.MINUTE_RETENTION_MS
+QUARTER_RETENTION_MS: Final = contract.QUARTER_RETENTION_MS
 SERIES_INDEX_PART: Final = "ts"
 #: Batch progress: contacts of a batch whose latest version is terminal, by the minute of
 #: that version's occurred_at (`tp:<hour>` hashes, field `<batch number>:<minute of the

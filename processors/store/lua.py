@@ -26,17 +26,13 @@ from typing import Final
 
 from processors.domain.contract import (
     BATCH_STATUSES,
+    CALL_BY_CODE,
     CALL_STATUSES,
-    CONTACT_STATUSES,
+    CONTACT_BY_CODE,
+    CONTACT_CODES,
     TERMINAL_STATUSES,
 )
 from processors.store import keys
-
-#: One-letter codes that pack entity state compactly; position in the status tuple.
-CONTACT_CODES: Final = {s: chr(ord("a") + i) for i, s in enumerate(CONTACT_STATUSES)}
-CALL_CODES: Final = {s: chr(ord("a") + i) for i, s in enumerate(CALL_STATUSES)}
-CONTACT_BY_CODE: Final = {c: s for s, c in CONTACT_CODES.items()}
-CALL_BY_CODE: Final = {c: s for s, c in CALL_CODES.items()}
 
 #: Fixed KEYS of every script: stats, fence, layout, shadow, batch index, per-status indexes.
 FIXED_KEYS: Final = 5 + len(BATCH_STATUSES)
@@ -45,10 +41,6 @@ FIELDS_PER_EVENT: Final = 12
 #: Separators of the APPLY_SLICE payload (ids and statuses never contain them).
 EVENT_SEP: Final = "\x1e"
 FIELD_SEP: Final = "\x1f"
-
-#: Outcome codes returned per event by APPLY_SLICE (stable: the worker and the stats
-#: hash's `events:*` tallies name them).
-APPLIED, REPLAYED, STALE, TENANT_MISMATCH = range(4)
 
 
 def campaign_keys(campaign_id: str) -> list[str]:

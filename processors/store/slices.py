@@ -13,9 +13,11 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+from processors.domain.contract import CALL_CODES, CONTACT_CODES
 from processors.domain.events import BatchUpserted, CallRecordCompleted, ContactStatusChanged, Event
+from processors.domain.times import epoch_us, iso, talk_ms
 from processors.store import keys
-from processors.store.lua import CALL_CODES, CONTACT_CODES, EVENT_SEP, FIELD_SEP, campaign_keys
+from processors.store.lua import EVENT_SEP, FIELD_SEP, campaign_keys
 
 if TYPE_CHECKING:
     from processors.domain.transitions import BatchState, ContactState, RecordState
@@ -43,39 +45,6 @@ def group(events: Iterable[tuple[str, int, int, Event]]) -> list[Slice]:
     for current in slices.values():
         current.items.sort(key=lambda item: item[:3])
     return list(slices.values())
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
-
-
-def epoch_ms(moment: datetime) -> int:
-    """Milliseconds since the Unix epoch (a naive time is taken as UTC)."""
-    return int(_aware(moment).timestamp() * 1000)
-
-
-def epoch_us(moment: datetime) -> int:
-    """Microseconds since the Unix epoch, exactly (a naive time is taken as UTC).
-
-    The batch index score: integer arithmetic, not `timestamp()`, whose float loses the last
-    microseconds; below 2**53 (years 1685 to 2255), so Redis's double score holds it exactly.
-    The event contract accepts 1970 to 2200 only (`contract.in_time_range`).
-    """
-    return (_aware(moment) - _EPOCH) // _MICROSECOND
-
-
-def talk_ms(duration_seconds: float | None) -> int:
-    """A call's duration in whole milliseconds (what time series sum exactly); 0 if unknown."""
-    return 0 if duration_seconds is None else round(duration_seconds * 1000)
-
-
-def iso(moment: datetime) -> str:
-    """ISO-8601 in UTC with a `Z` (a naive time is taken as UTC)."""
-    return _aware(moment).astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _fresh_entity(entity_id: str) -> str:

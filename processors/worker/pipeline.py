@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from processors import metrics
-from processors.domain.contract import Rejection
+from processors.domain.contract import APPLIED, REPLAYED, STALE, TENANT_MISMATCH, Rejection
 from processors.domain.deadletter import Source, dead_letter
 from processors.domain.events import Event, parse
 from processors.store.client import Store
-from processors.store.lua import APPLIED, REPLAYED, STALE, TENANT_MISMATCH
 from processors.store.slices import Slice, encode, group
 
 

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
+from processors.domain.contract import APPLIED, REPLAYED, STALE, TENANT_MISMATCH
 from processors.domain.events import Event, parse
 from processors.domain.transitions import CampaignState, apply
 from processors.store import keys
 from processors.store.client import Store
-from processors.store.lua import APPLIED, REPLAYED, STALE, TENANT_MISMATCH
 from processors.store.slices import group
 from tests.oracle import Expected, check_invariants, comparable_batches
 from tests.streams import entity_event, random_stream

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from processors.cli import cli
+from processors.domain.contract import APPLIED, CALL_CODES, CONTACT_CODES, STALE
 from processors.domain.events import Event, parse
 from processors.domain.transitions import (
     CampaignState,
@@ -29,15 +30,7 @@ from processors.domain.transitions import (
 )
 from processors.store import keys
 from processors.store.client import Store
-from processors.store.lua import (
-    APPLIED,
-    CALL_CODES,
-    CONTACT_CODES,
-    RECOUNT_BEGIN,
-    RECOUNT_STEP,
-    STALE,
-    campaign_keys,
-)
+from processors.store.lua import RECOUNT_BEGIN, RECOUNT_STEP, campaign_keys
 from processors.store.slices import group
 from processors.tools.embedded import Valkey
 from tests.oracle import Expected, comparable_batches

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from processors.domain.contract import APPLIED, STALE
 from processors.store import keys
 from processors.store.client import Store
-from processors.store.lua import APPLIED, STALE
 from tests.store.test_apply import apply_events, parsed
 from tests.streams import entity_event
 

@@ -11,12 +11,11 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from processors.domain.contract import BATCH_STATUSES
+from processors.domain.contract import BATCH_STATUSES, REPLAYED, TENANT_MISMATCH
 from processors.domain.events import Event, parse
 from processors.domain.transitions import CampaignState, apply, batch_counters, stats_counters
 from processors.store import keys
 from processors.store.client import Store
-from processors.store.lua import REPLAYED, TENANT_MISMATCH
 from processors.store.slices import group
 from tests.oracle import Expected, check_invariants, comparable_batches
 from tests.store.test_apply import epochs

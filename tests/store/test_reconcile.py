@@ -12,14 +12,13 @@ from typing import Any
 import pytest
 
 from processors import StoreUnavailable
-from processors.domain.contract import Rejection
+from processors.domain.contract import APPLIED, Rejection
 from processors.domain.events import parse
 from processors.domain.transitions import ContactState
 from processors.reconcile.runner import Reconciler
 from processors.settings import Settings
 from processors.store import keys
 from processors.store.client import Store, connect
-from processors.store.lua import APPLIED
 from processors.store.slices import encode_repair
 from tests.oracle import Expected, check_invariants, comparable_batches
 from tests.store.test_apply import apply_events, assert_matches

@@ -18,7 +18,7 @@ from processors.domain.events import (
     parse,
 )
 from processors.domain.schema import validate
-from processors.store.slices import iso
+from processors.domain.times import iso
 
 CONTACT: dict[str, Any] = {
     "event_id": "evt_1",

@@ -8,8 +8,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from processors.domain.events import BatchUpserted
+from processors.domain.times import epoch_us
 from processors.store.lua import FIELD_SEP
-from processors.store.slices import Slice, encode, epoch_us
+from processors.store.slices import Slice, encode
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

@@ -9,10 +9,10 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from processors.domain.contract import APPLIED, STALE, TENANT_MISMATCH
 from processors.domain.events import Event, parse
 from processors.domain.transitions import CampaignState, apply, batch_counters, stats_counters
 from processors.domain.views import batch_view, stats_view
-from processors.store.lua import APPLIED, STALE, TENANT_MISMATCH
 from tests.oracle import Expected, check_invariants, comparable_batches
 from tests.strategies import CAMPAIGN, deliveries, event_sets
 from tests.streams import entity_event, random_stream
