@@ -16,6 +16,7 @@ from api.live import Updates
 from api.routes.timeseries import now_ms, unprocessable
 from api.schemas import Problem
 from processors.domain.timeseries import (
+    WINDOW_PATTERN,
     TimeWindowError,
     window_minutes,
     window_range,
@@ -96,6 +97,7 @@ async def stats_stream(
             " (1m … 24h); an event is sent on every change and, when the window moved on to a"
             " new minute, at the next heartbeat interval.",
             examples=["15m"],
+            json_schema_extra={"pattern": WINDOW_PATTERN},  # checked by window_minutes
         ),
     ] = None,
 ) -> StreamingResponse:

@@ -13,6 +13,7 @@ from api.caching import cache_headers, json_response, matches, not_modified, rev
 from api.deps import CampaignId, StoreDep, TokenDep, owner_check
 from api.schemas import Problem, Timeseries
 from processors.domain.timeseries import (
+    WINDOW_PATTERN,
     IntervalName,
     TimeWindowError,
     plan,
@@ -37,6 +38,7 @@ WindowQuery = Annotated[
         " (1m ... 24h, like `15m` or `2h`), counted by minute: the current minute and the"
         " N - 1 before it.",
         examples=["15m"],
+        json_schema_extra={"pattern": WINDOW_PATTERN},  # checked by window_minutes
     ),
 ]
 

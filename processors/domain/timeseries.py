@@ -317,6 +317,10 @@ def series_csv(view: Mapping[str, Any]) -> str:
 
 
 _WINDOW = re.compile(r"([1-9][0-9]{0,3})([mh])")
+#: Exactly the windows `window_minutes` accepts (1m ... 1440m, 1h ... 24h), for schemas.
+WINDOW_PATTERN: Final = (
+    r"^(?:(?:[1-9][0-9]{0,2}|1[0-3][0-9]{2}|14[0-3][0-9]|1440)m|(?:[1-9]|1[0-9]|2[0-4])h)$"
+)
 
 
 def window_minutes(text: str) -> int:

@@ -359,3 +359,34 @@ def test_retention_is_judged_on_from_as_given_for_sub_day_intervals() -> None:
         plan("1h", "2025-04-05T12:00:00+00:00", "2025-04-06T00:00:00+00:00", "UTC", now)
     with pytest.raises(TimeWindowError):
         plan("1d", "2025-04-05T17:00:00+00:00", "2025-04-07T00:00:00+00:00", "UTC", now)
+
+
+def test_the_window_pattern_is_exactly_the_windows_accepted() -> None:
+    """The schema's pattern for `window` admits what window_minutes accepts, and no more."""
+    import re as regex
+
+    from processors.domain.timeseries import WINDOW_PATTERN, window_minutes
+
+    pattern = regex.compile(WINDOW_PATTERN)
+    for text in (
+        [f"{n}m" for n in range(0, 1500)]
+        + [f"{n}h" for n in range(0, 30)]
+        + [
+            "",
+            "15",
+            "m",
+            "015m",
+            "1d",
+            "2H",
+            " 5m",
+            "1.5h",
+            "24h0",
+            "1441m",
+        ]
+    ):
+        try:
+            window_minutes(text)
+            accepted = True
+        except TimeWindowError:
+            accepted = False
+        assert (pattern.fullmatch(text) is not None) == accepted, text
