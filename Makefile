@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test faults browser lint format bench clean
+.PHONY: install run test faults browser luacheck lint format bench clean
 
 install: $(STAMP)
 
@@ -31,10 +31,16 @@ browser:
 faults: install
 	$(BIN)/python -m pytest tests/faults
 
-lint: install
+# The Lua scripts are checked by Debian's luacheck (package lua-check).
+luacheck:
+	@command -v luacheck >/dev/null || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq lua-check >/dev/null; }
+
+lint: install luacheck
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	luacheck --quiet processors/store/scripts
 
 format: install
 	$(BIN)/ruff format .

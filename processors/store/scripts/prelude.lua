@@ -1,0 +1,393 @@
+-- Shared by every script that takes `campaign_keys` in KEYS: key layout, status tables,
+-- linear hashing, the shadow of a running recount and the exact counter transitions.
+-- The constants it names (CONTACT, LOAD, BATCH_PART, ...) come first, from lua.py.
+local STATS, FENCE, LAYOUT, SHADOW, BIDX = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+-- table.unpack: Lua 5.2 and later (fakeredis runs one); valkey has the 5.1 global
+local unpack = unpack or table.unpack  -- luacheck: ignore 143
+local TAG = string.sub(STATS, 1, #STATS - #STATS_PART)
+local BATCH_PREFIX = TAG .. BATCH_PART
+local BUCKET_PREFIX = {
+  c = TAG .. CONTACT_BUCKET_PART, r = TAG .. RECORD_BUCKET_PART
+}
+
+-- Counter deltas are summed per (key, field) and written once by flush_bumps(): a slice
+-- of many events touches the same few counters. Counters are never read by the scripts.
+local pending, pending_keys = {}, {}
+local function bump(key, field, by)
+  local fields = pending[key]
+  if not fields then
+    fields = {}
+    pending[key] = fields
+    pending_keys[#pending_keys + 1] = key
+  end
+  fields[field] = (fields[field] or 0) + by
+end
+
+local function flush_bumps()
+  for _, key in ipairs(pending_keys) do
+    for field, by in pairs(pending[key]) do
+      if by ~= 0 and redis.call('HINCRBY', key, field, by) == 0 then
+        redis.call('HDEL', key, field)
+      end
+    end
+  end
+  pending, pending_keys = {}, {}
+end
+
+-- The shadow of a running recount: how many buckets of each kind it has counted (false
+-- when none runs). Read once per call; only RECOUNT_STEP moves the cursors.
+local shadow_at = nil
+local function shadow()
+  if shadow_at == nil then
+    local m = redis.call('HMGET', SHADOW, 'c', 'r')
+    shadow_at = m[1] and {c = tonumber(m[1]), r = tonumber(m[2])} or false
+  end
+  return shadow_at
+end
+
+-- A counter change: to the counter, and to the shadow when the entity's bucket is counted
+-- already (`mirror`). Batch counters are named in the shadow by batch number: `n>field`.
+local function tally(key, bn, field, by, mirror)
+  bump(key, field, by)
+  if mirror then bump(SHADOW, bn and (bn .. '>' .. field) or field, by) end
+end
+
+local function contact_delta(bn, bkey, code, retry, by, mirror)
+  local name = 'contacts:' .. CONTACT[code]
+  tally(STATS, nil, name, by, mirror)
+  tally(bkey, bn, name, by, mirror)
+  if CONTACT[code] == 'retrying' then
+    tally(STATS, nil, 'retry:' .. retry, by, mirror)
+    tally(bkey, bn, 'retry:' .. retry, by, mirror)
+  end
+end
+
+local function record_delta(code, follow_up, by, mirror)
+  tally(STATS, nil, 'calls:' .. CALL[code], by, mirror)
+  if follow_up == '1' then tally(STATS, nil, 'calls:follow_up', by, mirror) end
+end
+
+-- `version|code|retry|batch number`, then (a terminal status, since batch progress)
+-- `|minute` in base 36: the minute of that version's occurred_at since the epoch
+local function parse_contact(packed)
+  local v, c, r, bn = string.match(packed, '^(%d+)|(%a)|(%d+)|(%d+)$')
+  if v then return v, c, r, bn, nil end
+  local m
+  v, c, r, bn, m = string.match(packed, '^(%d+)|(%a)|(%d+)|(%d+)|(%w+)$')
+  return v, c, r, bn, m and tonumber(m, 36)
+end
+
+-- `version|code|follow-up`, then (since time series) `|minute|talk ms` in base 36: the
+-- minute of its occurred_at since the epoch, and its duration in milliseconds
+local function parse_record(packed)
+  local v, c, f, rest = string.match(packed, '^(%d+)|(%a)|(%d)(.*)$')
+  local m, d = string.match(rest, '^|(%w+)|(%w+)$')
+  return v, c, f, m and tonumber(m, 36), d and tonumber(d, 36)
+end
+
+local DIGITS = '0123456789abcdefghijklmnopqrstuvwxyz'
+local function base36(n)
+  if n == 0 then return '0' end
+  local out = ''
+  while n > 0 do
+    local r = n % 36
+    out = string.sub(DIGITS, r + 1, r + 1) .. out
+    n = (n - r) / 36
+  end
+  return out
+end
+
+-- Time series of call records by their own occurred_at: per minute (`tm:<hour>` hashes,
+-- field = minute of the hour) and per quarter hour (`tq:<day>`, field = quarter of the
+-- day); each value `completed|failed|busy|no_answer|follow_up|talk ms`. A key expires once
+-- its resolution's retention has passed its end (a bucket past it is not written); the
+-- index `ts` lists them (member `m<hour>` / `q<day>`, score = expiry) for the recount.
+local SERIES_INDEX = TAG .. SERIES_INDEX_PART
+local SPAN = {m = 3600000, q = 86400000}
+
+local clock_ms = nil
+local function now_ms()
+  if not clock_ms then
+    local t = redis.call('TIME')
+    clock_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return clock_ms
+end
+
+-- Batch progress: a terminal contact counts, in its batch, at the minute of its latest
+-- version's occurred_at (`tp:<hour>`, field `<batch number>:<minute of the hour>`). A hash
+-- expires PROGRESS_RETAIN after its hour ends; a minute past that is not written.
+local PROGRESS_PREFIX = TAG .. PROGRESS_PART
+
+local progress_keys = {}
+local function progress_delta(bn, minute, by)
+  local hour = math.floor(minute / 60)
+  local expires = (hour + 1) * 3600000 + PROGRESS_RETAIN
+  if expires <= now_ms() then return end
+  local key = PROGRESS_PREFIX .. hour
+  bump(key, bn .. ':' .. (minute % 60), by)
+  progress_keys[key] = expires
+end
+
+-- after flush_bumps(): the progress hashes written expire on time
+local function flush_progress()
+  for key, expires in pairs(progress_keys) do
+    if redis.call('EXISTS', key) == 1 then
+      redis.call('PEXPIREAT', key, string.format('%d', expires))
+    end
+  end
+  progress_keys = {}
+end
+
+local series, series_keys = {}, {}
+-- The buckets of one minute still kept: {kind, number, field, expiry, key, shadow field
+-- prefix} for the minute and the quarter hour; worked out once per minute and call.
+local minute_buckets = {}
+local function buckets_of(minute)
+  local out = minute_buckets[minute]
+  if out then return out end
+  local hour, day = math.floor(minute / 60), math.floor(minute / 1440)
+  out = {}
+  for _, b in ipairs({{'m', hour, minute % 60}, {'q', day, math.floor((minute % 1440) / 15)}}) do
+    local expires = (b[2] + 1) * SPAN[b[1]] + RETAIN[b[1]]
+    if expires > now_ms() then
+      b[4] = expires
+      b[5] = TAG .. 't' .. b[1] .. ':' .. b[2]
+      b[6] = 'S' .. b[1] .. b[2] .. ':' .. b[3] .. ':'
+      out[#out + 1] = b
+    end
+  end
+  minute_buckets[minute] = out
+  return out
+end
+
+-- A call record's part of one bucket, into the shadow of a running recount.
+local function shadow_series(b, slot, follow_up, talk, by)
+  local prefix = b[6]
+  bump(SHADOW, prefix .. slot, by)
+  if follow_up == '1' then bump(SHADOW, prefix .. 5, by) end
+  if talk ~= 0 then bump(SHADOW, prefix .. 6, by * talk) end
+end
+
+-- A call record joins (`by` 1) or leaves (-1) its buckets; mirrored into a running
+-- recount's shadow like the counters (`S<kind><number>:<field>:<slot>`).
+local function series_delta(code, follow_up, minute, talk, by, mirror)
+  if not minute then return end
+  local slot = tonumber(SERIES_SLOT[CALL[code]])
+  for _, b in ipairs(buckets_of(minute)) do
+    local field, key = b[3], b[5]
+    local fields = series[key]
+    if not fields then
+      fields = {}
+      series[key] = fields
+      series_keys[#series_keys + 1] = {key, b[1] .. b[2], b[4]}
+    end
+    local d = fields[field]
+    if not d then
+      d = {0, 0, 0, 0, 0, 0}
+      fields[field] = d
+    end
+    d[slot] = d[slot] + by
+    if follow_up == '1' then d[5] = d[5] + by end
+    d[6] = d[6] + by * talk
+    if mirror then shadow_series(b, slot, follow_up, talk, by) end
+  end
+end
+
+local SIX = '^([^|]+)|([^|]+)|([^|]+)|([^|]+)|([^|]+)|([^|]+)$'
+local function unpack_series(packed)
+  if not packed then return {0, 0, 0, 0, 0, 0} end
+  local a, b, c, d, e, f = string.match(packed, SIX)
+  if a then
+    return {tonumber(a), tonumber(b), tonumber(c), tonumber(d), tonumber(e), tonumber(f)}
+  end
+  local out, i = {0, 0, 0, 0, 0, 0}, 1
+  for n in string.gmatch(packed, '[^|]+') do
+    out[i] = tonumber(n)
+    i = i + 1
+  end
+  return out
+end
+
+local function pack_series(d)
+  for i = 1, 6 do
+    if d[i] ~= 0 then
+      return string.format('%d|%d|%d|%d|%d|%d', d[1], d[2], d[3], d[4], d[5], d[6])
+    end
+  end
+  return nil
+end
+
+local function flush_series()
+  for _, entry in ipairs(series_keys) do
+    local key, member, expires = entry[1], entry[2], entry[3]
+    for field, d in pairs(series[key]) do
+      local cur = unpack_series(redis.call('HGET', key, field))
+      for i = 1, 6 do cur[i] = cur[i] + d[i] end
+      local packed = pack_series(cur)
+      if packed then redis.call('HSET', key, field, packed) else redis.call('HDEL', key, field) end
+    end
+    if redis.call('EXISTS', key) == 1 then
+      redis.call('PEXPIREAT', key, string.format('%d', expires))
+      redis.call('ZADD', SERIES_INDEX, string.format('%d', expires), member)
+    end
+  end
+  if #series_keys > 0 then
+    redis.call('ZREMRANGEBYSCORE', SERIES_INDEX, '-inf', string.format('%d', now_ms()))
+  end
+  series, series_keys = {}, {}
+end
+
+-- Batch numbers: a contact's state names its batch by a number, per campaign, allocated
+-- on first sight and kept for good (a batch deleted and seen again keeps its number).
+local numbers, ids = {}, {}
+local function batch_number(batch_id)
+  local n = numbers[batch_id]
+  if n then return n end
+  n = redis.call('HGET', LAYOUT, 'b:' .. batch_id)
+  if not n then
+    n = tostring(redis.call('HINCRBY', LAYOUT, '#', 1))
+    redis.call('HSET', LAYOUT, 'b:' .. batch_id, n, '#' .. n, batch_id)
+  end
+  numbers[batch_id], ids[n] = n, batch_id
+  return n
+end
+
+local function batch_id_of(n)
+  local batch_id = ids[n]
+  if not batch_id then
+    batch_id = redis.call('HGET', LAYOUT, '#' .. n)
+    ids[n] = batch_id
+  end
+  return batch_id
+end
+
+-- Linear hashing, per kind ('c' contacts, 'r' records): 2^L + P buckets, N entities.
+local layouts = {}
+local function layout(kind)
+  local t = layouts[kind]
+  if not t then
+    local m = redis.call('HMGET', LAYOUT, kind .. ':L', kind .. ':P', kind .. ':N')
+    t = {L = tonumber(m[1] or '0'), P = tonumber(m[2] or '0'), N = tonumber(m[3] or '0')}
+    t.size = 2 ^ t.L
+    layouts[kind] = t
+  end
+  return t
+end
+
+local function bucket_of(t, h)
+  local b = h % t.size
+  if b < t.P then b = h % (2 * t.size) end
+  return b
+end
+
+-- the digest (decimal, below 2^63) modulo 2^HASH_BITS, exactly, as keys.bucket_hash
+local function hash_of(digest)
+  local h = 0
+  for i = 1, #digest do h = (h * 10 + string.byte(digest, i) - 48) % HASH_MOD end
+  return h
+end
+
+-- What one stored entity adds to the counters (`by` = 1) or takes away (-1), in the
+-- shadow only: the recount's own tally.
+local function count_entry(kind, packed, by)
+  if kind == 'c' then
+    local v, c, r, bn = parse_contact(packed)
+    bump(SHADOW, 'contacts', by)
+    bump(SHADOW, bn .. '>known', by)
+    local name = 'contacts:' .. CONTACT[c]
+    bump(SHADOW, name, by)
+    bump(SHADOW, bn .. '>' .. name, by)
+    if CONTACT[c] == 'retrying' then
+      bump(SHADOW, 'retry:' .. r, by)
+      bump(SHADOW, bn .. '>retry:' .. r, by)
+    end
+  else
+    local v, c, f, m, d = parse_record(packed)
+    bump(SHADOW, 'calls:' .. CALL[c], by)
+    if f == '1' then bump(SHADOW, 'calls:follow_up', by) end
+    if m then
+      for _, b in ipairs(buckets_of(m)) do shadow_series(b, SERIES_SLOT[CALL[c]], f, d, by) end
+    end
+  end
+end
+
+-- Split bucket P into P and P + 2^L. Entries that move to the new bucket leave the
+-- shadow if P was counted already: the new bucket is beyond the recount's cursor, and
+-- they are counted again there.
+local function split(kind, t)
+  local from = BUCKET_PREFIX[kind] .. t.P
+  local to_n = t.P + t.size
+  local flat = redis.call('HGETALL', from)
+  local s = shadow()
+  local uncount = s and t.P < s[kind]
+  local moved, names = {}, {}
+  for j = 1, #flat, 2 do
+    if hash_of(flat[j]) % (2 * t.size) == to_n then
+      moved[#moved + 1] = flat[j]
+      moved[#moved + 1] = flat[j + 1]
+      names[#names + 1] = flat[j]
+      if uncount then count_entry(kind, flat[j + 1], -1) end
+    end
+  end
+  if #names > 0 then
+    redis.call('HSET', BUCKET_PREFIX[kind] .. to_n, unpack(moved))
+    redis.call('HDEL', from, unpack(names))
+  end
+  t.P = t.P + 1
+  if t.P == t.size then
+    t.L, t.P, t.size = t.L + 1, 0, 2 * t.size
+  end
+  t.dirty = true
+end
+
+-- An entity was added (`by` 1) or removed (-1); buckets split while over LOAD on average.
+local function resize(kind, t, by)
+  t.N = t.N + by
+  t.dirty = true
+  while t.N > LOAD * (t.size + t.P) do split(kind, t) end
+end
+
+local function save_layouts()
+  for kind, t in pairs(layouts) do
+    if t.dirty then
+      redis.call('HSET', LAYOUT, kind .. ':L', t.L, kind .. ':P', t.P, kind .. ':N', t.N)
+    end
+  end
+end
+
+-- The bucket of an entity, and whether a running recount has counted it already.
+local function locate(kind, h)
+  local t = layout(kind)
+  local b = bucket_of(t, h)
+  local s = shadow()
+  return BUCKET_PREFIX[kind] .. b, t, (s and b < s[kind]) or false
+end
+
+-- A batch known only from its contacts (version 0, no batch.upserted) exists while a
+-- contact names it. Once the last one moved away or was removed it goes -- hash, index
+-- entries, `batches:pending` -- as if never seen: the final state must be the same in any
+-- delivery order. Called after flush_bumps(), when `known` is final; flush again after.
+local function drop_if_unnamed(bkey, batch_id)
+  local meta = redis.call('HMGET', bkey, 's', 'v', 'known')
+  local s = meta[1]
+  if s and tonumber(meta[2] or '0') == 0 and tonumber(meta[3] or '0') <= 0 then
+    redis.call('DEL', bkey)
+    redis.call('ZREM', BIDX, batch_id)
+    redis.call('ZREM', KEYS[BIDX_BY_STATUS[s]], batch_id)
+    bump(STATS, 'batches:' .. s, -1)
+  end
+end
+
+-- Index scores were milliseconds before commit a3f5d3d, kept in the batch hash as `cms`;
+-- they are microseconds now, kept as `created_us`. A hash still holding `cms` (and no
+-- `created_us`) is rewritten: `created_us` = `cms` * 1000, and the index entries the batch
+-- has take that score (none is added). Returns the score.
+local function migrate_score(bkey, batch_id, s, cms)
+  local score = cms .. '000'
+  redis.call('HSET', bkey, 'created_us', score)
+  redis.call('HDEL', bkey, 'cms')
+  redis.call('ZADD', BIDX, 'XX', score, batch_id)
+  if s then redis.call('ZADD', KEYS[BIDX_BY_STATUS[s]], 'XX', score, batch_id) end
+  return score
+end
