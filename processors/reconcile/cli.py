@@ -15,7 +15,8 @@ from rich.table import Table
 from processors import metrics
 from processors.reconcile.documents import InvalidDocument
 from processors.reconcile.lock import LockLost, run_holding
-from processors.reconcile.runner import CampaignReport, Reconciler, Report
+from processors.reconcile.report import CampaignReport, Report
+from processors.reconcile.runner import Reconciler
 from processors.reconcile.source import KafkaLogSource, Source
 from processors.settings import Settings
 from processors.store import keys

@@ -26,7 +26,8 @@ from typing import Any, cast
 from processors.domain.transitions import CampaignState, apply
 from processors.reconcile.documents import InvalidDocument
 from processors.reconcile.mongo import MongoSource
-from processors.reconcile.runner import CampaignReport, Reconciler, Report, WorkerProgress
+from processors.reconcile.report import CampaignReport, Report
+from processors.reconcile.runner import Reconciler, WorkerProgress
 from processors.store import keys
 
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 from collections import Counter
 
 from processors.domain.transitions import ContactState, RecordState
-from processors.reconcile.runner import (
+from processors.reconcile.plan import (
     Census,
     Changes,
-    FieldDrift,
     applied_through,
     census_of,
     counter_delta,
     field_drift,
 )
+from processors.reconcile.report import FieldDrift
 
 
 def test_applied_through_needs_every_partition_by_fence_or_commit() -> None:

@@ -1,4 +1,4 @@
-"""Contract tests of the worker's faust integration (`processors/worker/app.py`).
+"""Contract tests of the worker's faust integration (`processors/worker/consumer.py`, the seam).
 
 Each test drives faust's own consumer code (`commit`, `force_commit`, `_commit_tps`,
 `_commit_offsets`, `on_partitions_revoked`) with only the broker round trip replaced, so a
@@ -18,7 +18,8 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
 from processors.settings import Settings
-from processors.worker.app import _InFlight, create_app
+from processors.worker.app import create_app
+from processors.worker.consumer import _InFlight
 
 TP0 = TP("dialer.contacts", 0)
 TP1 = TP("dialer.contacts", 1)
