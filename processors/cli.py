@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from enum import StrEnum
 from pathlib import Path
@@ -19,6 +16,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from processors.settings import Settings
+from processors.tools.signals import wait_for_signal
 
 if TYPE_CHECKING:
     from processors.store.client import Store
@@ -50,24 +48,6 @@ class Compression(StrEnum):
     zstd = "zstd"
 
 
-def _stop_flag() -> dict[str, bool]:
-    """A flag that SIGINT, SIGTERM and SIGHUP set (instead of stopping the process)."""
-    stop = {"now": False}
-
-    def handler(signum: int, frame: object) -> None:
-        stop["now"] = True
-
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, handler)
-    return stop
-
-
-def _wait_for_signal(stop: dict[str, bool] | None = None) -> None:
-    stop = stop or _stop_flag()
-    while not stop["now"]:
-        time.sleep(0.2)
-
-
 @cli.command()
 def infra(
     kafka_port: Annotated[int, typer.Option(help="Broker port (0: any free port).")] = 9092,
@@ -79,7 +59,7 @@ def infra(
     with EmbeddedInfra(_settings(), kafka_port=kafka_port, redis_port=redis_port) as running:
         for name, value in running.env.items():
             print(f"{name}={value}", flush=True)
-        _wait_for_signal()
+        wait_for_signal()
 
 
 @cli.command()
@@ -371,67 +351,13 @@ def up(
     ] = 60.0,
 ) -> None:
     """Run everything on one machine: broker, valkey, worker, API and the simulator."""
-    from processors.tools.embedded import EmbeddedInfra, own_process_group
+    from processors.tools import up as running
 
-    # A signal only sets the flag from here on: every way out goes through the finally
-    # below, which stops the children in order -- simulator, API, worker -- and then the
-    # broker and valkey. Each child is in a process group of its own (a terminal's
-    # Ctrl-C reaches this process alone) and ends with this process however it ends.
-    stop = _stop_flag()
-    infra_ctx = (
-        EmbeddedInfra(_settings(), kafka_port=0, redis_port=0, own_groups=True)
-        if embedded
-        else None
-    )
-    children: list[subprocess.Popen[bytes]] = []
-    try:
-        if infra_ctx is not None:
-            infra_ctx.start()
-            os.environ.update(infra_ctx.env)
-        settings = _settings()
-        exe = [sys.executable, "-m", "processors.cli"]
-        children.append(
-            subprocess.Popen([*exe, "worker", "--loglevel", "warning"], **own_process_group())
-        )
-        children.append(subprocess.Popen([*exe, "api", "--port", str(port)], **own_process_group()))
-        token = _demo_token(settings, organization="org_0_0")
-        url = f"http://{settings.api_host}:{port}"
-        if not _wait_http(f"{url}/healthz", timeout=30, stop=stop, children=children):
-            return  # stopped while starting
-        # live event times, so that the dashboard's charts of the last hour and today fill
-        simulate = [*exe, "simulate", "--wall-clock", "--campaigns", str(campaigns)]
-        simulate += ["--rate", str(rate)]
-        if mongodb:
-            # a dual write with gaps, and the reconciler that finds and repairs them
-            simulate += ["--mongodb", mongodb, "--drop-rate", str(drop_rate)]
-            reconcile = [*exe, "reconcile", "--source", mongodb, "--every", str(reconcile_every)]
-            children.append(
-                subprocess.Popen(reconcile, stdout=subprocess.DEVNULL, **own_process_group())
-            )
-        children.append(subprocess.Popen(simulate, **own_process_group()))
-        sys.stdout.write(
-            f"\nKAFKA_BOOTSTRAP_SERVERS={settings.kafka_bootstrap_servers}\n"
-            f"REDIS_URL={settings.redis_url}\n"
-            f"Dashboard: {url}/dashboard#token={token}\n"
-            f"API docs:  {url}/docs\n"
-            f"Token (organization org_0_0): {token}\n"
-            f'Try: curl -H "Authorization: Bearer {token}" {url}/api/v1/campaigns/cmp_0_0/stats\n'
-            "Ctrl-C stops everything.\n\n"
-        )
-        sys.stdout.flush()
-        _wait_for_signal(stop)
-    finally:
-        try:
-            for child in reversed(children):
-                child.send_signal(signal.SIGTERM)
-            for child in reversed(children):
-                try:
-                    child.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    child.kill()
-        finally:
-            if infra_ctx is not None:
-                infra_ctx.stop()
+    running.run(
+        _settings, lambda settings: _demo_token(settings, organization="org_0_0"),
+        campaigns=campaigns, rate=rate, port=port, embedded=embedded, mongodb=mongodb,
+        drop_rate=drop_rate, reconcile_every=reconcile_every,
+    )  # fmt: skip
 
 
 def _demo_token(settings: Settings, organization: str) -> str:
@@ -450,31 +376,6 @@ def _with_store(settings: Settings, call: Callable[[Store], Awaitable[T]]) -> T:
             await store.close()
 
     return asyncio.run(run())
-
-
-def _wait_http(
-    url: str,
-    timeout: float,
-    *,
-    stop: dict[str, bool] | None = None,
-    children: Sequence[subprocess.Popen[bytes]] = (),
-) -> bool:
-    """Wait until `url` answers 200 (True), or `stop` is set (False); RuntimeError after
-    `timeout`, or as soon as one of `children` has exited."""
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if stop and stop["now"]:
-            return False
-        for child in children:
-            if child.poll() is not None:
-                raise RuntimeError(f"{child.args!r} exited with {child.returncode}")
-        with suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=1).status_code == 200:
-                return True
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} did not answer within {timeout} s")
 
 
 def main() -> None:
