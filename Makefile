@@ -18,16 +18,16 @@ $(STAMP): pyproject.toml
 run: install
 	$(BIN)/dialer-stats up
 
-## test: every test tier (unit, store, api, e2e, faults); starts its own broker and valkey
+## test: the unit, store, api and e2e tiers; starts its own broker and valkey
 test: install browser
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --ignore=tests/faults
 
 # The dashboard test drives Debian's chromium headless (playwright uses it, downloads nothing).
 browser:
 	@command -v chromium >/dev/null || { apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-## faults: only the fault-injection and abuse suite (also part of `make test`)
+## faults: the fault-injection and abuse suite (CI runs it after `make test`)
 faults: install
 	$(BIN)/python -m pytest tests/faults
 
