@@ -14,9 +14,9 @@ local constants = {
 local shared = {
   -- prelude.lua
   "STATS", "FENCE", "LAYOUT", "SHADOW", "BIDX", "unpack", "TAG", "BATCH_PREFIX",
-  "BUCKET_PREFIX", "pending", "pending_keys", "bump", "flush_bumps", "shadow_at", "shadow",
+  "BUCKET_PREFIX", "CONTACT_FIELD", "CALL_FIELD", "pending", "pending_keys", "bump", "flush_bumps", "shadow_at", "shadow",
   "tally", "contact_delta", "record_delta", "parse_contact", "parse_record", "DIGITS",
-  "base36", "SERIES_INDEX", "SPAN", "clock_ms", "now_ms", "PROGRESS_PREFIX",
+  "base36", "minute36", "base36_minute", "SERIES_INDEX", "SPAN", "clock_ms", "now_ms", "PROGRESS_PREFIX",
   "progress_keys", "progress_delta", "flush_progress", "series", "series_keys",
   "minute_buckets", "buckets_of", "shadow_series", "series_delta", "SIX", "unpack_series",
   "pack_series", "flush_series", "numbers", "ids", "batch_number", "batch_id_of", "layouts",

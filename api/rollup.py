@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from api import reads
-from processors.domain.rollup import Rollup, counters_of, org_stats_view, summed_buckets
+from processors.domain.rollup import Rollup, bucket_sums, counters_of, org_stats_view
 from processors.domain.timeseries import window_range, window_view
 from processors.store import keys
 from processors.store.client import Store, token_hash
@@ -40,8 +40,11 @@ class _Org:
     campaigns: int = 0
     full_at: float = float("-inf")
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    #: per window span (start, end): per campaign, its count when read and its buckets
-    windows: dict[tuple[int, int], dict[str, tuple[str | None, Any]]] = field(default_factory=dict)
+    #: per window length: its span, and per campaign (its count when read, its six sums)
+    windows: dict[int, tuple[tuple[int, int], dict[str, tuple[str | None, list[int]]]]] = field(
+        default_factory=dict
+    )
+    window_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 class Rollups:
@@ -70,9 +73,11 @@ class Rollups:
             if full or (state.life, state.total) != (life, total):
                 await self._bring_up_to_date(store, org, state, life, total, full)
             body = org_stats_view(org, state.campaigns, state.rollup.sums)
-            if minutes is not None:
-                body["window"] = await self._window(store, state, minutes, now_ms)
-            return body
+            seen = {c: state.seen.get(c) for c in state.rollup.per_campaign}
+        if minutes is not None:
+            async with state.window_lock:  # plain reads do not wait for a window's
+                body["window"] = await self._window(store, state, seen, minutes, now_ms)
+        return body
 
     async def _bring_up_to_date(
         self, store: Store, org: str, state: _Org, life: str | None, total: str | None,
@@ -93,24 +98,32 @@ class Rollups:
         state.rollup.keep_only(campaigns)
         state.seen = {c: counts[c] for c in campaigns if c in counts}
         state.campaigns = len(campaigns)
+        if state.life != life:
+            state.windows.clear()  # a new life of the counts: the old ones mean nothing
         state.life, state.total = life, total
         if full:
             state.full_at = time.monotonic()
 
-    async def _window(self, store: Store, state: _Org, minutes: int, now_ms: int) -> Any:
+    async def _window(
+        self, store: Store, state: _Org, seen: dict[str, str | None], minutes: int, now_ms: int
+    ) -> Any:
+        """The window over every campaign: each campaign's six sums are kept per window
+        length and read again when its count moved or the window moved on a minute."""
         span = window_range(minutes, now_ms)
-        kept = state.windows.pop(span, {})
-        state.windows[span] = kept  # the most recent span last
-        while len(state.windows) > WINDOW_SPANS_KEPT:
+        kept_span, kept = state.windows.pop(minutes, (span, {}))
+        if kept_span != span:
+            kept = {}
+        state.windows[minutes] = (span, kept)  # the most recent length last
+        while len(state.windows) > WINDOW_LENGTHS_KEPT:
             del state.windows[next(iter(state.windows))]
-        campaigns = state.rollup.per_campaign
-        stale = [c for c in campaigns if (c not in kept or kept[c][0] != state.seen.get(c))]
+        stale = [c for c in seen if c not in kept or kept[c][0] != seen[c]]
         for campaign_id, buckets in (await store.series_of(stale, "m", *span)).items():
-            kept[campaign_id] = (state.seen.get(campaign_id), buckets)
-        for campaign_id in [c for c in kept if c not in campaigns]:
+            kept[campaign_id] = (seen[campaign_id], bucket_sums(buckets))
+        for campaign_id in [c for c in kept if c not in seen]:
             del kept[campaign_id]
-        return window_view(minutes, now_ms, summed_buckets([b for _, b in kept.values()]))
+        totals = [sum(sums[i] for _, sums in kept.values()) for i in range(6)]
+        return window_view(minutes, now_ms, {span[0]: totals})
 
 
-#: Window spans kept per organization (a few window lengths asked at once, each minute).
-WINDOW_SPANS_KEPT = 8
+#: Window lengths kept per organization (the dashboards' few).
+WINDOW_LENGTHS_KEPT = 8

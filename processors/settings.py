@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     consumer_group: str = "dialer-stats"
     max_message_bytes: int = Field(default=64 * 1024, ge=1024)
     fetch_max_records: int = Field(default=20000, ge=1)
-    fetch_max_wait_ms: int = Field(default=100, ge=1, le=10_000)
+    fetch_max_wait_ms: int = Field(default=25, ge=1, le=10_000)
     commit_interval: float = Field(default=1.0, gt=0)
     session_timeout: float = Field(default=10.0, gt=0)
     worker_metrics_port: int = Field(default=0, ge=0, le=65535)

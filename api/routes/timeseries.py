@@ -151,10 +151,11 @@ async def campaign_timeseries(
 
 
 def wants_csv(accept: str | None) -> bool:
-    """Whether the Accept header asks for CSV before JSON: `text/csv` (or `text/*`) at a
-    higher quality than `application/json` (or `application/*`), or at the same quality
-    and listed first. `*/*` and no header mean JSON."""
-    found: dict[str, tuple[float, int]] = {}
+    """Whether the Accept header prefers CSV to JSON: each is given the quality of its most
+    specific match (`text/csv`, then `text/*`, then `*/*`; `application/json`,
+    `application/*`, `*/*`); CSV wins on a higher quality, or on the same one when it was
+    named more specifically or earlier. No header, or `*/*` alone, means JSON."""
+    best: dict[str, tuple[int, float, int]] = {}  # kind -> (specificity, quality, position)
     for position, item in enumerate((accept or "").split(",")):
         media, *params = (part.strip().lower() for part in item.split(";"))
         quality = 1.0
@@ -164,23 +165,27 @@ def wants_csv(accept: str | None) -> bool:
                 try:
                     quality = float(value)
                 except ValueError:
-                    quality = 0.0
-        kind = _ACCEPTED.get(media)
-        if kind and quality > 0 and quality > found.get(kind, (0.0, 0))[0]:
-            found[kind] = (quality, position)
-    if "csv" not in found:
+                    quality = -1.0
+        if not 0.0 <= quality <= 1.0:
+            continue  # not a quality value: the entry is ignored
+        for kind, ranks in _ACCEPTED.items():
+            specificity = ranks.get(media)
+            if specificity is not None and specificity > best.get(kind, (-1, 0.0, 0))[0]:
+                best[kind] = (specificity, quality, position)
+    csv, json = best.get("csv"), best.get("json")
+    if csv is None or csv[1] == 0:
         return False
-    if "json" not in found:
+    if json is None or json[1] == 0:
         return True
-    (csv_q, csv_at), (json_q, json_at) = found["csv"], found["json"]
-    return csv_q > json_q or (csv_q == json_q and csv_at < json_at)
+    if csv[1] != json[1]:
+        return csv[1] > json[1]
+    return (csv[0], -csv[2]) > (json[0], -json[2])
 
 
+#: Per kind, the media ranges that match it and how specific each is.
 _ACCEPTED = {
-    "text/csv": "csv",
-    "text/*": "csv",
-    "application/json": "json",
-    "application/*": "json",
+    "csv": {"text/csv": 2, "text/*": 1, "*/*": 0},
+    "json": {"application/json": 2, "application/*": 1, "*/*": 0},
 }
 
 

@@ -50,12 +50,10 @@ def org_stats_view(organization_id: str, campaigns: int, sums: Mapping[str, int]
     return {"organization_id": organization_id, "campaigns": campaigns, **body}
 
 
-def summed_buckets(per_campaign: Sequence[Mapping[int, Sequence[int]]]) -> dict[int, list[int]]:
-    """Time-series buckets of several campaigns added bucket by bucket."""
-    out: dict[int, list[int]] = {}
-    for buckets in per_campaign:
-        for start, numbers in buckets.items():
-            into = out.setdefault(start, [0] * len(numbers))
-            for i, n in enumerate(numbers):
-                into[i] += n
+def bucket_sums(buckets: Mapping[int, Sequence[int]]) -> list[int]:
+    """The six numbers of some time-series buckets added up."""
+    out = [0] * 6
+    for numbers in buckets.values():
+        for i, n in enumerate(numbers):
+            out[i] += n
     return out

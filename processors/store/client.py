@@ -153,15 +153,23 @@ class Store(Health, Series, Entities):
             raise StoreUnavailable(f"Redis is unavailable: {exc}") from exc
 
     async def announce(
-        self, campaign_ids: Iterable[str], owners: Mapping[str, str] | None = None
+        self,
+        campaign_ids: Iterable[str],
+        owners: Mapping[str, str] | None = None,
+        *,
+        register: Mapping[str, str] | None = None,
     ) -> None:
         """Tell live subscribers (the API's streams) that these campaigns changed, and
         count the change for their organization's rollup (`owners`: campaign -> org).
 
         The campaign's count goes up before the organization's `#`: a reader that saw `#`
         move sees the campaign's count moved too. A replayed slice announces again, so a
-        crash between the apply and this leaves the rollup behind only until the replay."""
+        crash between the apply and this leaves the rollup behind only until the replay.
+        `register` (campaign -> org) is `register_campaigns` in the same round trip."""
         pipe = self.client.pipeline(transaction=False)
+        for campaign_id, org in (register or {}).items():
+            pipe.sadd(keys.org_campaigns(org), campaign_id)
+            pipe.sadd(keys.CAMPAIGNS, campaign_id)
         for campaign_id in campaign_ids:
             pipe.publish(keys.updates_channel(campaign_id), "1")
         for campaign_id, org in (owners or {}).items():

@@ -77,7 +77,6 @@ class BatchProcessor:
         self.epoch_of = epoch_of
         self.max_message_bytes = max_message_bytes
         self.failpoint = failpoint
-        self._registered: set[str] = set()
 
     async def process(self, records: Sequence[Record]) -> Counter[str]:
         """Validate and apply a batch; how many records ended in each outcome."""
@@ -148,19 +147,18 @@ class BatchProcessor:
                         late.append(((topic, partition, offset), _LUA_REJECTIONS[code]))
                     elif owner is None:
                         owner = event.organization_id
-            if owner is not None and part.campaign_id not in self._registered:
+            if owner is not None:
+                # every time, not once per process: a Redis emptied under a running worker
+                # (then rebuilt by a reconcile) lists the campaign again at its next event
                 owners[part.campaign_id] = owner
             if changed_here:
                 changed[part.campaign_id] = owner
         if late:
             by_offset = {(r.topic, r.partition, r.offset): r for r in prepared.records}
             rejected += [(by_offset[where], rejection) for where, rejection in late]
-        if owners:
-            await self.store.register_campaigns(owners)
-            self._registered.update(owners)
-        if changed:
+        if owners or changed:
             orgs = {campaign: org for campaign, org in changed.items() if org is not None}
-            await self.store.announce(changed, orgs)
+            await self.store.announce(changed, orgs, register=owners)
         await self._dead_letter(rejected)
         tally["dead_lettered"] += len(rejected)
         if prepared.tombstones:

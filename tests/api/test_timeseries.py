@@ -305,7 +305,9 @@ async def test_csv_holds_the_same_points_as_the_json(
         ("text/*", True), ("application/json, text/csv", False),
         ("text/csv, application/json", True), ("application/json;q=0.5, text/csv", True),
         ("text/csv;q=0.2, application/json;q=0.9", False), ("text/csv;q=0", False),
-        ("text/html, text/csv;q=0.8, */*;q=0.1", True),
+        ("text/html, text/csv;q=0.8, */*;q=0.1", True), ("*/*, text/csv;q=0.1", False),
+        ("text/csv, */*", True), ("*/*, text/csv", True), ("text/csv;q=inf", False),
+        ("application/json;q=0, text/*;q=0.1", True),
     ],
 )  # fmt: skip
 async def test_csv_is_chosen_by_the_accept_header(

@@ -96,7 +96,7 @@ local function apply_contact(digest, h, ver, ver_s, code, retry, batch_id, occur
   local packed = ver_s .. '|' .. code .. '|' .. retry .. '|' .. bn
   if TERMINAL[code] then
     local minute = math.floor(tonumber(occurred_s) / 60000)
-    packed = packed .. '|' .. base36(minute)
+    packed = packed .. '|' .. base36_minute(minute)
     progress_delta(bn, minute, 1)
   end
   redis.call('HSET', skey, digest, packed)
@@ -117,7 +117,7 @@ local function apply_record(digest, h, ver, ver_s, code, follow_up, talk_s, occu
   end
   local minute, talk = math.floor(tonumber(occurred_s) / 60000), tonumber(talk_s)
   redis.call('HSET', skey, digest,
-    ver_s .. '|' .. code .. '|' .. follow_up .. '|' .. base36(minute) .. '|' .. base36(talk))
+    ver_s .. '|' .. code .. '|' .. follow_up .. '|' .. base36_minute(minute) .. '|' .. base36(talk))
   record_delta(code, follow_up, 1, mirror)
   series_delta(code, follow_up, minute, talk, 1, mirror)
   if not cur then resize('r', t, 1) end

@@ -10,6 +10,11 @@ local BUCKET_PREFIX = {
   c = TAG .. CONTACT_BUCKET_PART, r = TAG .. RECORD_BUCKET_PART
 }
 
+-- counter field names by status code, made once per call instead of once per event
+local CONTACT_FIELD, CALL_FIELD = {}, {}
+for code, name in pairs(CONTACT) do CONTACT_FIELD[code] = 'contacts:' .. name end
+for code, name in pairs(CALL) do CALL_FIELD[code] = 'calls:' .. name end
+
 -- Counter deltas are summed per (key, field) and written once by flush_bumps(): a slice
 -- of many events touches the same few counters. Counters are never read by the scripts.
 local pending, pending_keys = {}, {}
@@ -53,7 +58,7 @@ local function tally(key, bn, field, by, mirror)
 end
 
 local function contact_delta(bn, bkey, code, retry, by, mirror)
-  local name = 'contacts:' .. CONTACT[code]
+  local name = CONTACT_FIELD[code]
   tally(STATS, nil, name, by, mirror)
   tally(bkey, bn, name, by, mirror)
   if CONTACT[code] == 'retrying' then
@@ -63,18 +68,18 @@ local function contact_delta(bn, bkey, code, retry, by, mirror)
 end
 
 local function record_delta(code, follow_up, by, mirror)
-  tally(STATS, nil, 'calls:' .. CALL[code], by, mirror)
+  tally(STATS, nil, CALL_FIELD[code], by, mirror)
   if follow_up == '1' then tally(STATS, nil, 'calls:follow_up', by, mirror) end
 end
 
 -- `version|code|retry|batch number`, then (a terminal status, since batch progress)
 -- `|minute` in base 36: the minute of that version's occurred_at since the epoch
 local function parse_contact(packed)
-  local v, c, r, bn = string.match(packed, '^(%d+)|(%a)|(%d+)|(%d+)$')
-  if v then return v, c, r, bn, nil end
-  local m
-  v, c, r, bn, m = string.match(packed, '^(%d+)|(%a)|(%d+)|(%d+)|(%w+)$')
-  return v, c, r, bn, m and tonumber(m, 36)
+  local v, c, r, bn, rest = string.match(packed, '^(%d+)|(%a)|(%d+)|(%d+)(.*)$')
+  if rest == '' then return v, c, r, bn, nil end
+  local m = string.match(rest, '^|(%w+)$')
+  if not m then return nil end  -- not a state of either form
+  return v, c, r, bn, tonumber(m, 36)
 end
 
 -- `version|code|follow-up`, then (since time series) `|minute|talk ms` in base 36: the
@@ -95,6 +100,17 @@ local function base36(n)
     n = (n - r) / 36
   end
   return out
+end
+
+-- a slice's events fall in few minutes: each minute's digits are worked out once per call
+local minute36 = {}
+local function base36_minute(minute)
+  local text = minute36[minute]
+  if not text then
+    text = base36(minute)
+    minute36[minute] = text
+  end
+  return text
 end
 
 -- Time series of call records by their own occurred_at: per minute (`tm:<hour>` hashes,
@@ -282,9 +298,14 @@ local function bucket_of(t, h)
 end
 
 -- the digest (decimal, below 2^63) modulo 2^HASH_BITS, exactly, as keys.bucket_hash
+-- (six digits at a time: h < 2^30, so h * 10^6 + 999999 stays exact in a double)
 local function hash_of(digest)
-  local h = 0
-  for i = 1, #digest do h = (h * 10 + string.byte(digest, i) - 48) % HASH_MOD end
+  local n = #digest
+  local first = (n - 1) % 6 + 1
+  local h = tonumber(string.sub(digest, 1, first)) % HASH_MOD
+  for i = first + 1, n, 6 do
+    h = (h * 1000000 + tonumber(string.sub(digest, i, i + 5))) % HASH_MOD
+  end
   return h
 end
 
