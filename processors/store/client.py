@@ -170,8 +170,14 @@ class Store(Health, Series, Entities):
         for campaign_id, org in (register or {}).items():
             pipe.sadd(keys.org_campaigns(org), campaign_id)
             pipe.sadd(keys.CAMPAIGNS, campaign_id)
-        for campaign_id in campaign_ids:
-            pipe.publish(keys.updates_channel(campaign_id), "1")
+        channels = [keys.updates_channel(campaign_id) for campaign_id in campaign_ids]
+        if isinstance(self.client, RedisCluster):
+            # a cluster pipeline refuses PUBLISH; any node relays it to every other
+            for channel in channels:
+                await self.client.publish(channel, "1")
+        else:
+            for channel in channels:
+                pipe.publish(channel, "1")
         for campaign_id, org in (owners or {}).items():
             key = keys.org_changes(org)
             pipe.hincrby(key, campaign_id, 1)
