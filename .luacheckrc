@@ -21,7 +21,7 @@ local shared = {
   "minute_buckets", "buckets_of", "shadow_series", "series_delta", "SIX", "unpack_series",
   "pack_series", "flush_series", "numbers", "ids", "batch_number", "batch_id_of", "layouts",
   "layout", "bucket_of", "hash_of", "count_entry", "split", "resize", "save_layouts",
-  "locate", "drop_if_unnamed", "migrate_score",
+  "locate", "drop_if_unnamed", "migrate_score", "write_all",
   -- count_buckets.lua
   "count_buckets",
   -- compare.lua

@@ -64,10 +64,9 @@ class StatsWindow(BaseModel):
     )
 
 
-class CampaignStats(BaseModel):
-    """`GET /campaigns/{id}/stats`."""
+class _Counts(BaseModel):
+    """The counters of the stats body (a campaign's, or an organization's summed)."""
 
-    campaign_id: str
     contact_counts: ContactCounts
     batch_counts: BatchCounts
     call_counters: CallCounters
@@ -77,6 +76,12 @@ class CampaignStats(BaseModel):
     in_flight_contacts: int
     total_call_attempts: int
     follow_up_attempts: int
+
+
+class CampaignStats(_Counts):
+    """`GET /campaigns/{id}/stats`: `campaign_id`, then the counters."""
+
+    campaign_id: str
     window: StatsWindow | None = Field(
         default=None,
         description="Only with `?window=`, and then always: the call records of the last N"
@@ -84,20 +89,12 @@ class CampaignStats(BaseModel):
     )
 
 
-class OrgStats(BaseModel):
-    """`GET /api/v1/stats`: every campaign of the token's organization, summed."""
+class OrgStats(_Counts):
+    """`GET /api/v1/stats`: every campaign of the token's organization, summed
+    (`organization_id` and `campaigns`, then the counters)."""
 
     organization_id: str
     campaigns: int = Field(description="How many campaigns the organization has.")
-    contact_counts: ContactCounts
-    batch_counts: BatchCounts
-    call_counters: CallCounters
-    retry_breakdown: dict[str, int] = Field(
-        description="Contacts in `retrying` by retry_count: retry_1, retry_2, ...; zeros omitted."
-    )
-    in_flight_contacts: int
-    total_call_attempts: int
-    follow_up_attempts: int
     window: StatsWindow | None = Field(
         default=None,
         description="Only with `?window=`: the call records of the last N minutes by their"

@@ -163,41 +163,6 @@ def figures(rows: list[Row]) -> list[Figure]:
     return out
 
 
-async def _series_day(redis_url: str) -> tuple[int, int]:
-    """One campaign-day of call records at one per second (the last 24 hours): bytes of its
-    time-series keys (MEMORY USAGE) and how many there are."""
-    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
-    store = Store(client)
-    rng = random.Random(86_400)
-    now = datetime.now(UTC).replace(microsecond=0)
-    cid = "cmp_series_day"
-    try:
-        pending: list[tuple[str, int, int, Event]] = []
-        for n in range(86_400):
-            at = now - timedelta(seconds=86_400 - n)
-            event = CallRecordCompleted(
-                organization_id=ORG, campaign_id=cid, occurred_at=at, event_id=f"s{n}",
-                version=1, batch_id="btc_1", contact_id=f"con_{n}", execution_id=f"exe_{n}",
-                call_status=rng.choice(CALL_STATUSES), is_follow_up=rng.random() < 0.1,
-                retry_index=0, duration_seconds=round(rng.uniform(0, 300), 1),
-            )  # fmt: skip
-            pending.append(("dialer.call_records", 0, n, event))
-            if len(pending) == CHUNK:
-                await store.apply(group(pending), {("dialer.call_records", 0): 1})
-                pending = []
-        await store.apply(group(pending), {("dialer.call_records", 0): 1})
-        # `t*`: the minute and quarter-hour hashes (tm:, tq:) and the index (ts), once each
-        names = {
-            key
-            async for key in client.scan_iter(match=f"{keys.series_index(cid)[:-2]}t*", count=1000)
-        }
-        sizes = [await client.memory_usage(name, samples=0) or 0 for name in names]
-        return sum(sizes), len(names)
-    finally:
-        await client.delete(*[k async for k in client.scan_iter(match=f"*{{{cid}}}*")])
-        await store.close()
-
-
 def series_day(redis_url: str) -> Figure:
     """Redis memory of one campaign-day of time series at one call per second."""
     size, count = asyncio.run(_series(redis_url, 86_400, 1, "cmp_series_day"))

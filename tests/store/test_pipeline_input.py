@@ -26,14 +26,8 @@ EVENT: dict[str, Any] = {
 }
 
 
-def contact(n: int, **changes: Any) -> bytes:
-    return json.dumps({**EVENT, "event_id": f"e{n}", "contact_id": f"con_{n}", **changes}).encode()
-
-
-async def test_tombstones_are_skipped_and_counted_never_dead_lettered(store: Store) -> None:
-    """Null values are not events: counted as `tombstone` (and in the metric), never
-    dead-lettered; framed JSON and null keys are ordinary events; every record has one
-    outcome."""
+def collecting(store: Store) -> tuple[BatchProcessor, list[bytes]]:
+    """A pipeline on epoch 1 whose dead letters are collected in the list."""
     letters: list[bytes] = []
 
     async def send(key: bytes | None, value: bytes, headers: list[Any]) -> None:
@@ -42,7 +36,18 @@ async def test_tombstones_are_skipped_and_counted_never_dead_lettered(store: Sto
     async def epoch(topic: str, partition: int) -> int:
         return 1
 
-    processor = BatchProcessor(store, send, epoch)
+    return BatchProcessor(store, send, epoch), letters
+
+
+def contact(n: int, **changes: Any) -> bytes:
+    return json.dumps({**EVENT, "event_id": f"e{n}", "contact_id": f"con_{n}", **changes}).encode()
+
+
+async def test_tombstones_are_skipped_and_counted_never_dead_lettered(store: Store) -> None:
+    """Null values are not events: counted as `tombstone` (and in the metric), never
+    dead-lettered; framed JSON and null keys are ordinary events; every record has one
+    outcome."""
+    processor, letters = collecting(store)
     records = [
         Rec("dialer.contacts", 0, 0, b"con_0", contact(0)),
         Rec("dialer.contacts", 0, 1, b"con_0", None),
@@ -106,15 +111,7 @@ async def test_ids_holding_the_separator_are_dead_lettered_and_change_nothing(
 ) -> None:
     """Ids travel to the apply script joined by US: an event with US inside an id is
     dead-lettered as invalid_id, and the valid events of its batch apply exactly."""
-    letters: list[bytes] = []
-
-    async def send(key: bytes | None, value: bytes, headers: list[Any]) -> None:
-        letters.append(value)
-
-    async def epoch(topic: str, partition: int) -> int:
-        return 1
-
-    processor = BatchProcessor(store, send, epoch)
+    processor, letters = collecting(store)
     records = [
         Rec("dialer.contacts", 0, 0, b"con_0", contact(0)),
         Rec("dialer.contacts", 0, 1, b"con_1", contact(1, batch_id="btc\x1fz")),

@@ -180,12 +180,7 @@ for rec in string.gmatch(ARGV[2 + 2 * nf], '[^\30]+') do
   out[n] = code
 end
 
-flush_series()
-flush_bumps()
-for batch_id, bkey in pairs(left) do drop_if_unnamed(bkey, batch_id) end
-flush_bumps()
-flush_progress()
-save_layouts()
+write_all(left)
 if not repair then
   for i = 1, nf do
     if fence_max[i] > fence_at[i] then

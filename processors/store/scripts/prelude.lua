@@ -412,3 +412,14 @@ local function migrate_score(bkey, batch_id, s, cms)
   if s then redis.call('ZADD', KEYS[BIDX_BY_STATUS[s]], 'XX', score, batch_id) end
   return score
 end
+
+-- Everything a call changed, written: series, counters, batches no contact names any
+-- more (and then their counters), progress expiries, layouts. `left`: batch id -> hash.
+local function write_all(left)
+  flush_series()
+  flush_bumps()
+  for batch_id, bkey in pairs(left) do drop_if_unnamed(bkey, batch_id) end
+  flush_bumps()
+  flush_progress()
+  save_layouts()
+end

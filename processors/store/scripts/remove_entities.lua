@@ -54,11 +54,6 @@ for i = 2 + 2 * p, #ARGV, 2 do
     end
   end
 end
-flush_series()
-flush_bumps()
-for batch_id, bkey in pairs(left) do drop_if_unnamed(bkey, batch_id) end
-flush_bumps()
-flush_progress()
-save_layouts()
+write_all(left)
 if removed > 0 then redis.call('HINCRBY', STATS, 'rev', 1) end
 return removed
