@@ -184,8 +184,10 @@ def own_drain(
         started, cpu = time.perf_counter(), worker.cpu_seconds()
         while done() < len(events):
             time.sleep(0.02)
-        rate = (len(events) - first) / (time.perf_counter() - started)
-        cpu_us = (worker.cpu_seconds() - cpu) / (len(events) - first) * 1e6
+        # a small drain may be done at the first look: count at least one event
+        rest = max(len(events) - first, 1)
+        rate = rest / max(time.perf_counter() - started, 1e-6)
+        cpu_us = (worker.cpu_seconds() - cpu) / rest * 1e6
     finally:
         worker.stop()
     client.flushdb()
