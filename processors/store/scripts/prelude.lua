@@ -76,6 +76,7 @@ end
 -- `|minute` in base 36: the minute of that version's occurred_at since the epoch
 local function parse_contact(packed)
   local v, c, r, bn, rest = string.match(packed, '^(%d+)|(%a)|(%d+)|(%d+)(.*)$')
+  if not v then return nil end  -- not a state of either form
   if rest == '' then return v, c, r, bn, nil end
   local m = string.match(rest, '^|(%w+)$')
   if not m then return nil end  -- not a state of either form
