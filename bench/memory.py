@@ -39,7 +39,7 @@ FULL_ROWS: tuple[tuple[str, tuple[int, ...]], ...] = (
     ("1,000,000 contacts", (1_000_000,)),
 )
 QUICK_ROWS: tuple[tuple[str, tuple[int, ...]], ...] = FULL_ROWS[:3]
-TARGET_SMALL, TARGET = 128.0, 64.0  # B per contact: at 100 contacts, from 1,000 on
+TARGET_SMALL, TARGET = 80.0, 64.0  # B per contact: at 100 contacts, from 1,000 on
 
 
 def mixed_fleet(seed: int = 7) -> tuple[int, ...]:

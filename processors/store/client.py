@@ -173,8 +173,7 @@ class Store(Health, Series, Entities):
         channels = [keys.updates_channel(campaign_id) for campaign_id in campaign_ids]
         if isinstance(self.client, RedisCluster):
             # a cluster pipeline refuses PUBLISH; any node relays it to every other
-            for channel in channels:
-                await self.client.publish(channel, "1")
+            await asyncio.gather(*(self.client.publish(channel, "1") for channel in channels))
         else:
             for channel in channels:
                 pipe.publish(channel, "1")

@@ -17,6 +17,7 @@ from processors.domain.events import Event, parse
 from processors.store import keys
 from processors.store.client import Store
 from processors.tools.embedded import free_port
+from tests.api.serving import auth, serve
 from tests.oracle import Expected, comparable_batches
 from tests.store.test_apply import apply_events
 from tests.streams import entity_event, random_stream
@@ -41,16 +42,8 @@ async def seeded(store: Store) -> tuple[Store, list[dict[str, Any]]]:
 
 @pytest.fixture
 async def client(seeded: tuple[Store, list[dict[str, Any]]]) -> AsyncIterator[httpx.AsyncClient]:
-    store, _ = seeded
-    app = create_app(store=store)
-    app.state.store = store
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+    async with serve(seeded[0]) as http:
         yield http
-
-
-async def auth(store: Store, org: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {await store.create_token(org)}"}
 
 
 async def test_stats_have_exactly_the_incumbent_shape_and_values(
@@ -109,11 +102,8 @@ async def test_batch_pages_follow_every_change_exactly(store: Store) -> None:
     events = random_stream(random.Random(5), campaigns=1, size=150)
     campaign, org = events[0]["campaign_id"], events[0]["organization_id"]
     await store.register_campaigns({campaign: org})
-    app = create_app(store=store)
-    app.state.store = store
     headers = await auth(store, org)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+    async with serve(store) as http:
         for n, event in enumerate(events, start=1):
             await apply_events(store, [("t", 0, n, parsed(event))])
             response = await http.get(
@@ -132,10 +122,7 @@ async def test_a_batch_edited_by_hand_renders_as_its_hash_says(store: Store) -> 
     await store.register_campaigns({"cmp_h": "org_h"})
     batch_key = keys.batch("cmp_h", events[0]["batch_id"])
     await store.client.hset(batch_key, "created_at", "2026\x1fs\x1fcancelled")
-    app = create_app(store=store)
-    app.state.store = store
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+    async with serve(store) as http:
         response = await http.get(
             "/api/v1/campaigns/cmp_h/batches", headers=await auth(store, "org_h")
         )

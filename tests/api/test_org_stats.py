@@ -19,6 +19,7 @@ from api.routes import stats as route
 from processors.store import keys
 from processors.store.client import Store
 from processors.worker.pipeline import BatchProcessor
+from tests.api.serving import auth, serve
 from tests.oracle import Expected
 from tests.store.test_reconcile import Rec
 from tests.streams import random_stream
@@ -78,14 +79,8 @@ async def seeded(store: Store) -> tuple[list[dict[str, Any]], Worker]:
 
 @pytest.fixture
 async def http(store: Store, seeded: Any) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(store=store)
-    app.state.store = store
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
-        yield c
-
-
-async def auth(store: Store, org: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {await store.create_token(org)}"}
+    async with serve(store) as client:
+        yield client
 
 
 @pytest.mark.parametrize("org", ["org_0", "org_1"])
@@ -126,10 +121,7 @@ async def test_the_rollup_follows_every_change_and_answers_304_between(
     changed = await http.get("/api/v1/stats", headers={**headers, "If-None-Match": etag})
     assert changed.status_code == 200 and changed.headers["etag"] != etag
     assert changed.json() == oracle(events + more, "org_0") != first.json()
-    other_process = create_app(store=store)
-    other_process.state.store = store
-    transport = httpx.ASGITransport(app=other_process)
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as second:
+    async with serve(store) as second:  # another process: an app of its own
         assert (await second.get("/api/v1/stats", headers=headers)).json() == changed.json()
 
 
@@ -137,11 +129,9 @@ async def test_a_full_read_catches_a_change_made_by_hand(store: Store, seeded: A
     """A campaign changed outside the workers (no announcement) shows at the next full
     read of every campaign."""
     app = create_app(store=store)
-    app.state.store = store
     app.state.rollups = Rollups(full_read_seconds=0.0)  # every read a full one
     headers = await auth(store, "org_1")
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+    async with serve(store, app) as http:
         before = (await http.get("/api/v1/stats", headers=headers)).json()
         await store.client.hincrby(keys.stats("cmp_1"), "calls:busy", 3)
         after = (await http.get("/api/v1/stats", headers=headers)).json()

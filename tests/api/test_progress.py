@@ -12,10 +12,10 @@ from typing import Any
 import httpx
 import pytest
 
-from api.main import create_app
 from api.routes import progress as route
 from processors.domain.events import Event, parse
 from processors.store.client import Store
+from tests.api.serving import freeze_clock, serve
 from tests.store.test_apply import apply_log
 
 ORG, OTHER_ORG, CMP = "org_pg", "org_other", "cmp_pg"
@@ -94,9 +94,7 @@ def parsed(event: dict[str, Any]) -> Event:
 @pytest.fixture
 def now(monkeypatch: pytest.MonkeyPatch) -> int:
     """The API's clock, frozen (the store keeps progress by the real one, near it)."""
-    frozen = int(datetime.now(UTC).timestamp() * 1000)
-    monkeypatch.setattr(route, "now_ms", lambda: frozen)
-    return frozen
+    return freeze_clock(monkeypatch, route)
 
 
 @pytest.fixture
@@ -110,10 +108,8 @@ async def seeded(store: Store, now: int) -> list[dict[str, Any]]:
 
 @pytest.fixture
 async def http(store: Store, seeded: Any) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(store=store)
-    app.state.store = store
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
-        yield c
+    async with serve(store) as client:
+        yield client
 
 
 def path(batch_id: str, campaign: str = CMP) -> str:

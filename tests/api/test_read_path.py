@@ -21,6 +21,7 @@ from api.metrics import ObserveRequests
 from processors.store import keys
 from processors.store.client import Store
 from processors.tools.embedded import Valkey
+from tests.api.serving import serve
 from tests.api.test_api import parsed
 from tests.store.test_apply import apply_events
 from tests.streams import entity_event, random_stream
@@ -43,10 +44,8 @@ async def store(valkey_server: Valkey) -> AsyncIterator[Store]:
 
 @pytest.fixture
 async def http(store: Store) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(store=store)
-    app.state.store = store
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
-        yield c
+    async with serve(store) as client:
+        yield client
 
 
 async def commands_during(

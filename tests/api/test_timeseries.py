@@ -16,10 +16,10 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from api.main import create_app
 from api.routes import timeseries as route
 from processors.domain.events import Event, parse
 from processors.store.client import Store
+from tests.api.serving import auth, freeze_clock, serve
 from tests.oracle import latest
 from tests.store.test_apply import apply_events
 
@@ -138,9 +138,7 @@ def assert_series_match(events: list[dict[str, Any]], body: dict[str, Any]) -> N
 @pytest.fixture
 def now(monkeypatch: pytest.MonkeyPatch) -> int:
     """The API's clock, frozen at the test's start (the store's retention uses the real one)."""
-    frozen = int(datetime.now(UTC).timestamp() * 1000)
-    monkeypatch.setattr(route, "now_ms", lambda: frozen)
-    return frozen
+    return freeze_clock(monkeypatch, route)
 
 
 @pytest.fixture
@@ -165,17 +163,13 @@ async def seeded(store: Store, now: int) -> tuple[Store, list[dict[str, Any]], L
 
 @pytest.fixture
 async def client(seeded: tuple[Store, Any, Any]) -> AsyncIterator[httpx.AsyncClient]:
-    store = seeded[0]
-    app = create_app(store=store)
-    app.state.store = store
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+    async with serve(seeded[0]) as http:
         yield http
 
 
 @pytest.fixture
 async def headers(seeded: tuple[Store, Any, Any]) -> dict[str, str]:
-    return {"Authorization": f"Bearer {await seeded[0].create_token(ORG)}"}
+    return await auth(seeded[0], ORG)
 
 
 SERIES = f"/api/v1/campaigns/{CMP}/timeseries"
@@ -236,14 +230,10 @@ async def test_a_year_of_days_in_any_zone_equals_the_oracle(
     rng.shuffle(events)
     await Log(store).deliver(events, rng)
     await store.register_campaigns({CMP: ORG})
-    app = create_app(store=store)
-    app.state.store = store
-    headers = {"Authorization": f"Bearer {await store.create_token(ORG)}"}
+    headers = await auth(store, ORG)
     since = datetime.fromtimestamp((now - 399 * 86_400_000) / 1000, ZoneInfo(tz))
     params = {"interval": "1d", "tz": tz, "from": since.date().isoformat() + "T00:00:00"}
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://test"
-    ) as http:
+    async with serve(store) as http:
         response = await http.get(SERIES, params=params, headers=headers)
     assert response.status_code == 200, response.text
     body = response.json()
@@ -423,8 +413,8 @@ async def test_bad_queries_are_422_with_a_detail(
 async def test_tokens_and_tenants(client: httpx.AsyncClient, seeded: Any) -> None:
     """No or unknown token: 401; another organization's campaign looks missing: 404."""
     store = seeded[0]
-    for auth in ({}, {"Authorization": "Bearer gat_nobody"}):
-        response = await client.get(SERIES, params={"interval": "1h"}, headers=auth)
+    for bad in ({}, {"Authorization": "Bearer gat_nobody"}):
+        response = await client.get(SERIES, params={"interval": "1h"}, headers=bad)
         assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer"
     other = {"Authorization": f"Bearer {await store.create_token(OTHER_ORG)}"}
     for campaign in (CMP, "cmp_missing"):
