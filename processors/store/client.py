@@ -9,7 +9,7 @@ import hashlib
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, cast
+from typing import Any, Final, cast
 
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError, RedisError
@@ -28,6 +28,9 @@ from processors.store.lua import (
 )
 from processors.store.series import Series
 from processors.store.slices import Slice, encode
+
+#: Announcements on Redis Cluster in flight at once (each holds a connection of its node).
+PUBLISHES_IN_FLIGHT: Final = 16
 
 
 def token_hash(token: str) -> str:
@@ -172,8 +175,12 @@ class Store(Health, Series, Entities):
             pipe.sadd(keys.CAMPAIGNS, campaign_id)
         channels = [keys.updates_channel(campaign_id) for campaign_id in campaign_ids]
         if isinstance(self.client, RedisCluster):
-            # a cluster pipeline refuses PUBLISH; any node relays it to every other
-            await asyncio.gather(*(self.client.publish(channel, "1") for channel in channels))
+            # a cluster pipeline refuses PUBLISH; any node relays it to every other. A few
+            # at a time: each one in flight holds a connection of the node's pool, and a
+            # full pool fails the call instead of waiting
+            for at in range(0, len(channels), PUBLISHES_IN_FLIGHT):
+                chunk = channels[at : at + PUBLISHES_IN_FLIGHT]
+                await asyncio.gather(*(self.client.publish(channel, "1") for channel in chunk))
         else:
             for channel in channels:
                 pipe.publish(channel, "1")

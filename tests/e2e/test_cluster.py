@@ -11,7 +11,10 @@ from pathlib import Path
 
 import pytest
 import redis
+from redis.asyncio.cluster import RedisCluster
 
+from processors.store import keys
+from processors.store.client import PUBLISHES_IN_FLIGHT, Store
 from processors.tools.embedded import EmbeddedInfra, Valkey
 from processors.tools.simulate import Simulation
 from tests.conftest import wait_until
@@ -104,3 +107,41 @@ def test_end_to_end_on_redis_cluster(
     finally:
         worker.stop()
         api.stop()
+
+
+async def test_one_apply_announces_hundreds_of_campaigns_on_a_small_pool(
+    cluster: list[Valkey],
+) -> None:
+    """A fetch may change hundreds of campaigns: every announcement reaches a subscriber
+    and every change is counted for the rollup, with a connection pool per node no bigger
+    than the announcements in flight (a full pool fails a call instead of waiting)."""
+    campaigns = [f"cmp_many_{n}" for n in range(300)]
+    subscriber = redis.Redis(port=cluster[1].port).pubsub()
+    subscriber.psubscribe(keys.UPDATES_PATTERN)
+    wait_until(
+        lambda: (subscriber.get_message(timeout=0.1) or {}).get("type") == "psubscribe",
+        timeout=10,
+        what="the subscription",
+    )
+    client = RedisCluster(
+        host="127.0.0.1", port=cluster[0].port, max_connections=PUBLISHES_IN_FLIGHT,
+        decode_responses=True,
+    )  # fmt: skip
+    store = Store(client)
+    try:
+        await store.announce(campaigns, dict.fromkeys(campaigns, "org_many"))
+        changes = await client.hgetall(keys.org_changes("org_many"))
+    finally:
+        await store.close()
+    heard: set[str] = set()
+
+    def all_heard() -> bool:
+        while (message := subscriber.get_message(timeout=0.05)) is not None:
+            if message["type"] == "pmessage":
+                heard.add(keys.campaign_of_channel(message["channel"].decode()))
+        return len(heard) == len(campaigns)
+
+    wait_until(all_heard, timeout=30, what="every announcement")
+    assert heard == set(campaigns)
+    assert changes["#"] == str(len(campaigns))
+    assert all(changes[c] == "1" for c in campaigns)
