@@ -27,7 +27,9 @@
 -- bucket, and `known`, leave the old batch's counters and join the new one's.
 local nf = tonumber(ARGV[1])
 local repair = nf == 0
-local EVENT = '^' .. string.rep('([^\31]*)\31', FIELDS_PER_EVENT - 1) .. '([^\31]*)$'
+-- one event at a position: its fields, then where the next one starts (past its RS); one
+-- anchored find per event, instead of splitting the events apart first
+local EVENT = '^' .. string.rep('([^\31\30]*)\31', FIELDS_PER_EVENT - 1) .. '([^\31\30]*)\30?()'
 
 local function ensure_batch(bkey, batch_id)
   if redis.call('HSETNX', bkey, 's', 'pending') == 1 then
@@ -147,10 +149,13 @@ local tally_of = {0, 0, 0, 0}
 local last_event_ms = 0
 local n = 0
 
-for rec in string.gmatch(ARGV[2 + 2 * nf], '[^\30]+') do
+local events = ARGV[2 + 2 * nf]
+local at, size = 1, #events
+while at <= size do
   n = n + 1
-  local fence, offset_s, event_org, ver_s, kind, id, h, status, num, extra, score,
-    occurred_s = string.match(rec, EVENT)
+  local _, _, fence, offset_s, event_org, ver_s, kind, id, h, status, num, extra, score,
+    occurred_s, next_at = string.find(events, EVENT, at)
+  at = next_at
   local f, offset, ver = tonumber(fence), tonumber(offset_s), tonumber(ver_s)
   local code, counted
   if f > 0 and offset <= fence_at[f] then
