@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 import json
 import random
@@ -145,3 +147,28 @@ async def test_one_apply_announces_hundreds_of_campaigns_on_a_small_pool(
     assert heard == set(campaigns)
     assert changes["#"] == str(len(campaigns))
     assert all(changes[c] == "1" for c in campaigns)
+
+
+async def test_the_api_hears_announcements_on_a_cluster(cluster: list[Valkey]) -> None:
+    """The API's one subscription per process (`api.live.Updates`) works on Redis Cluster:
+    a worker's announcement wakes the streams of its campaign."""
+    from api.live import Updates
+
+    store = Store(RedisCluster(host="127.0.0.1", port=cluster[2].port, decode_responses=True))
+    updates = Updates(store)
+    updates.start()
+    try:
+        async with updates.watch("cmp_heard") as changed:
+            async with asyncio.timeout(20):  # subscribed: every stream is woken once
+                await changed.wait()
+            changed.clear()
+            deadline = time.monotonic() + 20
+            while not changed.is_set():
+                assert time.monotonic() < deadline, "no announcement reached the API"
+                await store.announce(["cmp_heard"])
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(0.2):
+                        await changed.wait()
+    finally:
+        await updates.stop()
+        await store.close()
