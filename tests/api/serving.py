@@ -1,7 +1,10 @@
-"""What the API tests share: the app served over ASGI, a token's header, a frozen clock."""
+"""What the API tests share: the app served over ASGI, a token's header, a frozen clock, a
+store on real valkey seeded with random campaigns."""
 
 from __future__ import annotations
 
+import json
+import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -9,10 +12,14 @@ from types import ModuleType
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 from fastapi import FastAPI
 
 from api.main import create_app
+from processors.domain.events import parse
 from processors.store.client import Store
+from tests.store.test_apply import apply_events
+from tests.streams import random_stream
 
 
 @asynccontextmanager
@@ -35,3 +42,19 @@ def freeze_clock(monkeypatch: pytest.MonkeyPatch, route: ModuleType) -> int:
     frozen = int(datetime.now(UTC).timestamp() * 1000)
     monkeypatch.setattr(route, "now_ms", lambda: frozen)
     return frozen
+
+
+@asynccontextmanager
+async def seeded_valkey(url: str, *, seed: int, campaigns: int, size: int) -> AsyncIterator[Store]:
+    """A store on an emptied real valkey holding a random stream of `campaigns` campaigns."""
+    client = aioredis.Redis.from_url(url, decode_responses=True)
+    await client.flushall()
+    store = Store(client)
+    try:
+        events = random_stream(random.Random(seed), campaigns=campaigns, size=size)
+        log = [("t", 0, n, parse(json.dumps(e).encode())) for n, e in enumerate(events)]
+        assert not any(hasattr(item[3], "reason") for item in log), "a rejected event"
+        await apply_events(store, log)  # type: ignore[arg-type]
+        yield store
+    finally:
+        await store.close()

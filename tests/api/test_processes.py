@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
-import random
 import re
 import subprocess
 import sys
@@ -17,17 +16,17 @@ from typing import Any
 import httpx
 import pytest
 import redis
-import redis.asyncio as aioredis
 
 from api.main import create_app
 from api.serve import settled
 from processors.settings import Settings
 from processors.store.client import Store
 from processors.tools.embedded import Valkey, free_port
+from tests.api.serving import seeded_valkey
 from tests.api.test_api import parsed
 from tests.conftest import async_wait_until, wait_until
 from tests.store.test_apply import apply_events
-from tests.streams import entity_event, random_stream
+from tests.streams import entity_event
 
 STATS = "/api/v1/campaigns/cmp_0/stats"
 
@@ -35,13 +34,8 @@ STATS = "/api/v1/campaigns/cmp_0/stats"
 @pytest.fixture
 async def store(valkey_server: Valkey) -> AsyncIterator[Store]:
     """Real valkey with one campaign of org_0."""
-    client = aioredis.Redis.from_url(valkey_server.url, decode_responses=True)
-    await client.flushall()
-    store = Store(client)
-    events = random_stream(random.Random(5), campaigns=1, size=80)
-    await apply_events(store, [("t", 0, n, parsed(e)) for n, e in enumerate(events)])
-    yield store
-    await store.close()
+    async with seeded_valkey(valkey_server.url, seed=5, campaigns=1, size=80) as store:
+        yield store
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ FastAPI answers exactly as the routes behind it do."""
 from __future__ import annotations
 
 import asyncio
-import random
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
@@ -21,10 +20,10 @@ from api.metrics import ObserveRequests
 from processors.store import keys
 from processors.store.client import Store
 from processors.tools.embedded import Valkey
-from tests.api.serving import serve
+from tests.api.serving import seeded_valkey, serve
 from tests.api.test_api import parsed
 from tests.store.test_apply import apply_events
-from tests.streams import entity_event, random_stream
+from tests.streams import entity_event
 
 #: The fields of the stats hash that are not counters.
 NOT_COUNTERS = {"org", "rev", "applied_at_ms", "last_event_ms"}
@@ -33,13 +32,8 @@ NOT_COUNTERS = {"org", "rev", "applied_at_ms", "last_event_ms"}
 @pytest.fixture
 async def store(valkey_server: Valkey) -> AsyncIterator[Store]:
     """A store on real valkey (MONITOR is what these tests observe) with three campaigns."""
-    client = aioredis.Redis.from_url(valkey_server.url, decode_responses=True)
-    await client.flushall()
-    store = Store(client)
-    events = random_stream(random.Random(7), campaigns=3, size=300)
-    await apply_events(store, [("t", 0, n, parsed(e)) for n, e in enumerate(events)])
-    yield store
-    await store.close()
+    async with seeded_valkey(valkey_server.url, seed=7, campaigns=3, size=300) as store:
+        yield store
 
 
 @pytest.fixture

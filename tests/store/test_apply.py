@@ -9,12 +9,14 @@ from typing import Any
 
 import pytest
 
+from processors import StoreUnavailable
 from processors.domain.contract import APPLIED, REPLAYED, STALE, TENANT_MISMATCH
 from processors.domain.events import Event, parse
 from processors.domain.transitions import CampaignState, apply
 from processors.store import keys
 from processors.store.client import Store
-from processors.store.slices import group
+from processors.store.lua import EVENT_SEP, FIELD_SEP
+from processors.store.slices import encode, group
 from tests.oracle import Expected, check_invariants, comparable_batches
 from tests.streams import entity_event, random_stream
 
@@ -122,6 +124,34 @@ async def test_tenant_mismatch_changes_nothing(store: Store) -> None:
     assert await apply_events(store, [("t", 0, 1, intruder)]) == [[TENANT_MISMATCH]]
     assert await store.stats("cmp_t") == before
     assert await store.campaign_owner("cmp_t") == "org_a"
+
+
+@pytest.mark.parametrize("damage", ["a field too many", "a field too few", "an empty event"])
+async def test_a_malformed_event_fails_the_call_before_it_is_written(
+    store: Store, damage: str
+) -> None:
+    """The script reads each event by its field count: an encoding of another shape (none
+    the encoder makes) fails the call, and nothing of that event reaches Redis."""
+    events = [parsed(entity_event("cmp_m", "org_m", "contact", n, 1)) for n in range(3)]
+    (call,) = [
+        encode(part, epochs()) for part in group([("t", 0, n, e) for n, e in enumerate(events)])
+    ]
+    keys_, argv = call
+    first, second, third = argv[-1].split(EVENT_SEP)
+    fields = second.split(FIELD_SEP)
+    second = {
+        "a field too many": FIELD_SEP.join([*fields[:-1], "x", fields[-1]]),
+        "a field too few": FIELD_SEP.join(fields[:-1]),
+        "an empty event": "",
+    }[damage]
+    damaged = (keys_, [*argv[:-1], EVENT_SEP.join([first, second, third])])
+    with pytest.raises(StoreUnavailable, match="malformed event"):
+        await store.apply_calls([damaged])
+    digest = keys.digest(events[1].contact_id)  # type: ignore[attr-defined]
+    pattern = keys.contact_bucket("cmp_m", 0)[:-1] + "*"
+    buckets = [name async for name in store.client.scan_iter(match=pattern)]
+    assert buckets, "the first event is written before the second is read"
+    assert not [name for name in buckets if await store.client.hexists(name, digest)]
 
 
 async def test_a_replayed_tenant_mismatch_keeps_its_verdict(store: Store) -> None:

@@ -27,9 +27,9 @@
 -- bucket, and `known`, leave the old batch's counters and join the new one's.
 local nf = tonumber(ARGV[1])
 local repair = nf == 0
--- one event at a position: its fields, then where the next one starts (past its RS); one
--- anchored find per event, instead of splitting the events apart first
-local EVENT = '^' .. string.rep('([^\31\30]*)\31', FIELDS_PER_EVENT - 1) .. '([^\31\30]*)\30?()'
+-- one event at a position: its fields, its RS (none after the last event) and where the
+-- next one starts; one anchored find per event, instead of splitting the events apart first
+local EVENT = '^' .. string.rep('([^\31\30]*)\31', FIELDS_PER_EVENT - 1) .. '([^\31\30]*)(\30?)()'
 
 local function ensure_batch(bkey, batch_id)
   if redis.call('HSETNX', bkey, 's', 'pending') == 1 then
@@ -154,7 +154,11 @@ local at, size = 1, #events
 while at <= size do
   n = n + 1
   local _, _, fence, offset_s, event_org, ver_s, kind, id, h, status, num, extra, score,
-    occurred_s, next_at = string.find(events, EVENT, at)
+    occurred_s, rs, next_at = string.find(events, EVENT, at)
+  -- an event of other than FIELDS_PER_EVENT fields fails before anything of it is written
+  if not next_at or (rs == '' and next_at <= size) then
+    error('APPLY_SLICE: malformed event at byte ' .. at)
+  end
   at = next_at
   local f, offset, ver = tonumber(fence), tonumber(offset_s), tonumber(ver_s)
   local code, counted
