@@ -154,6 +154,7 @@ async def _probe(
         _, late = await asyncio.wait(pollers, timeout=30)
         for poller in late:  # a probe never seen: the figure says so and fails
             poller.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
         for poller in pollers:
             if not poller.cancelled() and poller.exception() is not None:
                 raise RuntimeError("a freshness poller failed") from poller.exception()
