@@ -78,10 +78,14 @@ class _Counts(BaseModel):
     follow_up_attempts: int
 
 
-class CampaignStats(_Counts):
-    """`GET /campaigns/{id}/stats`: `campaign_id`, then the counters."""
-
+class _CampaignHead(BaseModel):
     campaign_id: str
+
+
+class CampaignStats(_Counts, _CampaignHead):
+    """`GET /campaigns/{id}/stats`: `campaign_id`, then the counters (the bases' fields come
+    last base first: the schema lists the keys in the body's order)."""
+
     window: StatsWindow | None = Field(
         default=None,
         description="Only with `?window=`, and then always: the call records of the last N"
@@ -89,12 +93,15 @@ class CampaignStats(_Counts):
     )
 
 
-class OrgStats(_Counts):
+class _OrgHead(BaseModel):
+    organization_id: str
+    campaigns: int = Field(description="How many campaigns the organization has.")
+
+
+class OrgStats(_Counts, _OrgHead):
     """`GET /api/v1/stats`: every campaign of the token's organization, summed
     (`organization_id` and `campaigns`, then the counters)."""
 
-    organization_id: str
-    campaigns: int = Field(description="How many campaigns the organization has.")
     window: StatsWindow | None = Field(
         default=None,
         description="Only with `?window=`: the call records of the last N minutes by their"

@@ -260,6 +260,28 @@ async def test_openapi_documents_the_routes(client: httpx.AsyncClient) -> None:
     assert (await client.get("/docs")).status_code == 200
 
 
+@pytest.mark.parametrize("query", ["", "?window=15m"])
+async def test_openapi_lists_the_stats_keys_in_the_bodys_order(
+    client: httpx.AsyncClient, seeded: Any, query: str
+) -> None:
+    """The documented properties of a campaign's and an organization's stats are the keys
+    of the bodies served, in the same order."""
+    store, events = seeded
+    headers = await auth(store, events[0]["organization_id"])
+    spec = (await client.get("/openapi.json")).json()
+    schemas = spec["components"]["schemas"]
+    for path, schema in (
+        (f"/api/v1/campaigns/{events[0]['campaign_id']}/stats", "CampaignStats"),
+        ("/api/v1/stats", "OrgStats"),
+    ):
+        response = await client.get(path + query, headers=headers)
+        assert response.status_code == 200, response.text
+        served = list(response.json())
+        documented = [key for key in schemas[schema]["properties"] if key in served]
+        assert documented == served, path
+        assert set(schemas[schema]["properties"]) - set(served) <= {"window"}, path
+
+
 def test_api_never_imports_faust() -> None:
     """The API process stays free of the worker's dependencies."""
     code = "import sys, api.main; api.main.create_app(); print('faust' in sys.modules)"
