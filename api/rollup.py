@@ -40,10 +40,11 @@ class _Org:
     campaigns: int = 0
     full_at: float = float("-inf")
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    #: per window length: its span, and per campaign (its count when read, its six sums)
-    windows: dict[int, tuple[tuple[int, int], dict[str, tuple[str | None, list[int]]]]] = field(
-        default_factory=dict
-    )
+    #: per window length: the life of the counts and the span it was read in, and per
+    #: campaign (its count when read, its six sums)
+    windows: dict[
+        int, tuple[tuple[str | None, tuple[int, int]], dict[str, tuple[str | None, list[int]]]]
+    ] = field(default_factory=dict)
     window_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -74,9 +75,10 @@ class Rollups:
                 await self._bring_up_to_date(store, org, state, life, total, full)
             body = org_stats_view(org, state.campaigns, state.rollup.sums)
             seen = {c: state.seen.get(c) for c in state.rollup.per_campaign}
+            seen_life = state.life
         if minutes is not None:
             async with state.window_lock:  # plain reads do not wait for a window's
-                body["window"] = await self._window(store, state, seen, minutes, now_ms)
+                body["window"] = await self._window(store, state, seen_life, seen, minutes, now_ms)
         return body
 
     async def _bring_up_to_date(
@@ -105,15 +107,19 @@ class Rollups:
             state.full_at = time.monotonic()
 
     async def _window(
-        self, store: Store, state: _Org, seen: dict[str, str | None], minutes: int, now_ms: int
-    ) -> Any:
+        self, store: Store, state: _Org, life: str | None, seen: dict[str, str | None],
+        minutes: int, now_ms: int,
+    ) -> Any:  # fmt: skip
         """The window over every campaign: each campaign's six sums are kept per window
-        length and read again when its count moved or the window moved on a minute."""
+        length and read again when its count moved or the window moved on a minute. The
+        counts mean something only within one life of the change counts (`life`, read with
+        `seen`): sums kept under another life are never reused, whichever read started
+        first."""
         span = window_range(minutes, now_ms)
-        kept_span, kept = state.windows.pop(minutes, (span, {}))
-        if kept_span != span:
+        kept_at, kept = state.windows.pop(minutes, ((life, span), {}))
+        if kept_at != (life, span):
             kept = {}
-        state.windows[minutes] = (span, kept)  # the most recent length last
+        state.windows[minutes] = ((life, span), kept)  # the most recent length last
         while len(state.windows) > WINDOW_LENGTHS_KEPT:
             del state.windows[next(iter(state.windows))]
         stale = [c for c in seen if c not in kept or kept[c][0] != seen[c]]

@@ -179,6 +179,38 @@ async def test_the_window_sums_every_campaigns_recent_calls(
     assert {k: v for k, v in response.json().items() if k != "window"} == plain.json()
 
 
+def call_record(n: int, moment_ms: int) -> dict[str, Any]:
+    return {
+        "event_id": f"x{n}", "event_type": "call_record.completed", "organization_id": "org_0",
+        "campaign_id": "cmp_0", "occurred_at": datetime.fromtimestamp(moment_ms / 1000, UTC)
+        .isoformat(), "version": 1, "batch_id": "btc_x", "contact_id": f"con_x{n}",
+        "execution_id": f"exe_x{n}", "call_status": "completed", "is_follow_up": False,
+        "retry_index": 0, "duration_seconds": 10,
+    }  # fmt: skip
+
+
+async def test_window_sums_kept_in_one_life_are_not_reused_in_the_next(
+    store: Store, seeded: Any
+) -> None:
+    """The change counts start again in a new life of the counts hash, so a campaign's
+    count can come back to a value it had: sums kept under the old life are read again,
+    even when a window read of the old life ran after the new life was seen (reads
+    overlap: each took its counts under the rollup's lock, the window after it)."""
+    now = int(datetime.now(UTC).timestamp() * 1000)
+    rollups = Rollups()
+    await rollups.body(store, "org_0", "life-1", "1", 15, now)
+    state = rollups._orgs["org_0"]
+    counts = {"cmp_0": "7"}
+
+    async def window(life: str) -> Any:
+        return await rollups._window(store, state, life, counts, 15, now)
+
+    before = (await window("life-1"))["attempts"]
+    await seeded[1].deliver([call_record(n, now - 60_000) for n in range(4)], random.Random(1))
+    assert (await window("life-1"))["attempts"] == before  # the same life and count: kept
+    assert (await window("life-2"))["attempts"] == before + 4  # another life: read again
+
+
 async def test_errors_like_the_other_routes(http: httpx.AsyncClient, store: Store) -> None:
     """401 with a challenge without a valid token; 422 with a detail for a bad window; an
     organization with no campaign gets zeros, not an error."""
