@@ -82,9 +82,9 @@ class _CampaignHead(BaseModel):
     campaign_id: str
 
 
+# The bases' fields come last base first: the schemas list the keys in the bodies' order.
 class CampaignStats(_Counts, _CampaignHead):
-    """`GET /campaigns/{id}/stats`: `campaign_id`, then the counters (the bases' fields come
-    last base first: the schema lists the keys in the body's order)."""
+    """`GET /campaigns/{id}/stats`: `campaign_id`, then the counters."""
 
     window: StatsWindow | None = Field(
         default=None,

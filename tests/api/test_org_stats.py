@@ -4,6 +4,7 @@ worker's announcements; ETag/304, window, tenancy and errors like the campaign r
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 from collections.abc import AsyncIterator
@@ -14,12 +15,13 @@ import httpx
 import pytest
 
 from api.main import create_app
-from api.rollup import Rollups
+from api.rollup import Rollups, _Org
 from api.routes import stats as route
 from processors.store import keys
 from processors.store.client import Store
 from processors.worker.pipeline import BatchProcessor
 from tests.api.serving import auth, serve
+from tests.conftest import async_wait_until
 from tests.oracle import Expected
 from tests.store.test_reconcile import Rec
 from tests.streams import random_stream
@@ -193,22 +195,26 @@ async def test_window_sums_kept_in_one_life_are_not_reused_in_the_next(
     store: Store, seeded: Any
 ) -> None:
     """The change counts start again in a new life of the counts hash, so a campaign's
-    count can come back to a value it had: sums kept under the old life are read again,
-    even when a window read of the old life ran after the new life was seen (reads
-    overlap: each took its counts under the rollup's lock, the window after it)."""
+    count can come back to a value it had. Reads overlap: one takes its counts under the
+    rollup's lock and computes its window after; if a read of the new life ran between,
+    the sums that first read keeps must not serve the new life, whose counts are equal."""
     now = int(datetime.now(UTC).timestamp() * 1000)
     rollups = Rollups()
-    await rollups.body(store, "org_0", "life-1", "1", 15, now)
-    state = rollups._orgs["org_0"]
-    counts = {"cmp_0": "7"}
+    state = rollups._orgs.setdefault("org_0", _Org())
+    await state.window_lock.acquire()  # the old life's window waits here
+    old = asyncio.create_task(rollups.body(store, "org_0", "life-1", "1", 15, now))
 
-    async def window(life: str) -> Any:
-        return await rollups._window(store, state, life, counts, 15, now)
+    async def counts_taken() -> bool:
+        return state.life == "life-1" and not state.lock.locked()
 
-    before = (await window("life-1"))["attempts"]
+    await async_wait_until(counts_taken, interval=0.01, what="the old life's counts")
+    await rollups.body(store, "org_0", "life-2", "1")  # a plain read sees the new life
+    state.window_lock.release()
+    before = (await old)["window"]["attempts"]
     await seeded[1].deliver([call_record(n, now - 60_000) for n in range(4)], random.Random(1))
-    assert (await window("life-1"))["attempts"] == before  # the same life and count: kept
-    assert (await window("life-2"))["attempts"] == before + 4  # another life: read again
+    # the same life and `#` as the plain read: its counts stand, equal to the old life's
+    again = await rollups.body(store, "org_0", "life-2", "1", 15, now)
+    assert again["window"]["attempts"] == before + 4
 
 
 async def test_errors_like_the_other_routes(http: httpx.AsyncClient, store: Store) -> None:
