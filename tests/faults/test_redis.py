@@ -31,20 +31,23 @@ def test_script_flush_and_killed_connections_under_load(scenario: Scenario) -> N
 
 
 def test_out_of_memory_is_retried_without_loss(scenario: Scenario) -> None:
-    """maxmemory + noeviction refuses the scripts; the worker retries until memory frees."""
+    """maxmemory + noeviction refuses the scripts; the worker retries until memory frees.
+
+    The limit is below what Redis holds already, so the first script call of the rest is
+    refused whatever the rest would add (a limit a little above the memory in use let a
+    rest that adds little, or a transient allocation counted when it was measured, pass
+    without ever meeting it)."""
     admin = redis.Redis.from_url(scenario.infra.valkey.url)
     worker = scenario.worker("w")
     first = scenario.lines[: len(scenario.lines) // 3]
     events = sum(1 for line in first if not isinstance(parse(line), Rejection))
     scenario.produce(first, "first")
-    # the memory is measured with the worker idle: a script call in flight holds its
-    # arguments in a query buffer that used_memory counts, and would lift the limit
     wait_until(
         lambda: sum(scenario.tallies().values()) >= events, timeout=60, what="the first third"
     )
     used = int(admin.info("memory")["used_memory"])
     admin.config_set("maxmemory-policy", "noeviction")
-    admin.config_set("maxmemory", used + 64 * 1024)
+    admin.config_set("maxmemory", used // 2)
     try:
         scenario.produce(scenario.lines[len(scenario.lines) // 3 :], "rest")
         wait_until(
