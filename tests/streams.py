@@ -3,10 +3,20 @@
 
 from __future__ import annotations
 
+import json
 import random
 from typing import Any
 
+from processors.domain.events import Event, parse
 from tests.oracle import BATCH, CALL, CONTACT
+
+
+def parsed(event: dict[str, Any]) -> Event:
+    """The event a valid raw event parses to (a rejection fails the test)."""
+    outcome = parse(json.dumps(event).encode())
+    assert not hasattr(outcome, "reason"), outcome
+    return outcome  # type: ignore[return-value]
+
 
 SPELLINGS = [lambda s: s, str.upper, lambda s: s.replace("_", "-"), str.title]
 

@@ -13,20 +13,13 @@ import pytest
 import redis.asyncio as aioredis
 
 from api.main import create_app
-from processors.domain.events import Event, parse
 from processors.store import keys
 from processors.store.client import Store
 from processors.tools.embedded import free_port
 from tests.api.serving import auth, serve
 from tests.oracle import Expected, comparable_batches
 from tests.store.test_apply import apply_events
-from tests.streams import entity_event, random_stream
-
-
-def parsed(event: dict[str, Any]) -> Event:
-    outcome = parse(json.dumps(event).encode())
-    assert not hasattr(outcome, "reason"), outcome
-    return outcome  # type: ignore[return-value]
+from tests.streams import entity_event, parsed, random_stream
 
 
 @pytest.fixture

@@ -23,10 +23,9 @@ from processors.settings import Settings
 from processors.store.client import Store
 from processors.tools.embedded import Valkey, free_port
 from tests.api.serving import seeded_valkey
-from tests.api.test_api import parsed
 from tests.conftest import async_wait_until, wait_until
 from tests.store.test_apply import apply_events
-from tests.streams import entity_event
+from tests.streams import entity_event, parsed
 
 STATS = "/api/v1/campaigns/cmp_0/stats"
 

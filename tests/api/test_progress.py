@@ -3,7 +3,6 @@ ETA, against an oracle computed from the events; tenancy and errors like the oth
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -13,10 +12,10 @@ import httpx
 import pytest
 
 from api.routes import progress as route
-from processors.domain.events import Event, parse
 from processors.store.client import Store
 from tests.api.serving import freeze_clock, serve
 from tests.store.test_apply import apply_log
+from tests.streams import parsed
 
 ORG, OTHER_ORG, CMP = "org_pg", "org_other", "cmp_pg"
 STATUSES = (
@@ -83,12 +82,6 @@ def oracle(events: list[dict[str, Any]], batch_id: str, now: int) -> dict[str, A
         )
         eta = finish.replace(microsecond=0)
     return {"total_contacts": total, "done": len(done), "rate_per_minute": rate, "eta": eta}
-
-
-def parsed(event: dict[str, Any]) -> Event:
-    outcome = parse(json.dumps(event).encode())
-    assert not hasattr(outcome, "reason"), outcome
-    return outcome  # type: ignore[return-value]
 
 
 @pytest.fixture

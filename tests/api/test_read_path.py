@@ -21,9 +21,8 @@ from processors.store import keys
 from processors.store.client import Store
 from processors.tools.embedded import Valkey
 from tests.api.serving import seeded_valkey, serve
-from tests.api.test_api import parsed
 from tests.store.test_apply import apply_events
-from tests.streams import entity_event
+from tests.streams import entity_event, parsed
 
 #: The fields of the stats hash that are not counters.
 NOT_COUNTERS = {"org", "rev", "applied_at_ms", "last_event_ms"}

@@ -17,10 +17,9 @@ import api.routes.stream as stream_route
 from api.main import create_app
 from processors.settings import Settings
 from processors.store.client import Store
-from tests.api.test_api import parsed
 from tests.conftest import async_wait_until
 from tests.store.test_apply import apply_events
-from tests.streams import entity_event, random_stream
+from tests.streams import entity_event, parsed, random_stream
 
 HEARTBEAT = 0.5
 

@@ -5,7 +5,6 @@ arithmetic); bad queries are 422 with a detail; tenancy, ETag and 304 as for the
 
 from __future__ import annotations
 
-import json
 import random
 from collections import defaultdict
 from collections.abc import AsyncIterator
@@ -17,11 +16,11 @@ import httpx
 import pytest
 
 from api.routes import timeseries as route
-from processors.domain.events import Event, parse
 from processors.store.client import Store
 from tests.api.serving import auth, freeze_clock, serve
 from tests.oracle import latest
 from tests.store.test_apply import apply_events
+from tests.streams import parsed
 
 CMP, ORG = "cmp_tsapi", "org_tsapi"
 OTHER_CMP, OTHER_ORG = "cmp_tsother", "org_tsother"
@@ -49,12 +48,6 @@ def record(index: int, version: int, rng: random.Random, lo: int, hi: int) -> di
     if rng.random() < 0.8:
         event["duration_seconds"] = round(rng.uniform(0, 400), rng.choice((0, 1, 3)))
     return event
-
-
-def parsed(raw: dict[str, Any]) -> Event:
-    outcome = parse(json.dumps(raw).encode())
-    assert not hasattr(outcome, "reason"), outcome
-    return outcome
 
 
 class Log:

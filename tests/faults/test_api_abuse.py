@@ -15,8 +15,8 @@ from api.main import create_app
 from processors.settings import Settings
 from processors.store.client import Store, connect
 from processors.tools.embedded import Valkey
-from tests.store.test_apply import apply_events, parsed
-from tests.streams import random_stream
+from tests.store.test_apply import apply_events
+from tests.streams import parsed, random_stream
 
 INJECTIONS = [
     "cmp_0' OR '1'='1", "cmp_0;DROP", "../cmp_0", "cmp_0%00", "*", "{cmp_0}", "cmp_0:*",

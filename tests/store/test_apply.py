@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 from collections import defaultdict
 from typing import Any
@@ -11,20 +10,14 @@ import pytest
 
 from processors import StoreUnavailable
 from processors.domain.contract import APPLIED, REPLAYED, STALE, TENANT_MISMATCH
-from processors.domain.events import Event, parse
+from processors.domain.events import Event
 from processors.domain.transitions import CampaignState, apply
 from processors.store import keys
 from processors.store.client import Store
 from processors.store.lua import EVENT_SEP, FIELD_SEP
 from processors.store.slices import encode, group
 from tests.oracle import Expected, check_invariants, comparable_batches
-from tests.streams import entity_event, random_stream
-
-
-def parsed(event: dict[str, Any]) -> Event:
-    outcome = parse(json.dumps(event).encode())
-    assert not hasattr(outcome, "reason"), outcome
-    return outcome  # type: ignore[return-value]
+from tests.streams import entity_event, parsed, random_stream
 
 
 def as_log(

@@ -6,7 +6,6 @@ the fixed 16,384-bucket layout is migrated without losing anything."""
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import zlib
 from typing import Any
@@ -19,7 +18,6 @@ from typer.testing import CliRunner
 
 from processors.cli import cli
 from processors.domain.contract import APPLIED, CALL_CODES, CONTACT_CODES, STALE
-from processors.domain.events import Event, parse
 from processors.domain.transitions import (
     CampaignState,
     apply,
@@ -35,7 +33,7 @@ from processors.store.slices import group
 from processors.tools.embedded import Valkey
 from tests.oracle import Expected, comparable_batches
 from tests.store.test_apply import apply_events
-from tests.streams import entity_event
+from tests.streams import entity_event, parsed
 
 CMP, ORG = "cmp_g", "org_g"
 
@@ -57,12 +55,6 @@ def stream(rng: random.Random, contacts: int, records: int) -> list[dict[str, An
     events += rng.sample(events, len(events) // 10)
     rng.shuffle(events)
     return events
-
-
-def parsed(raw: dict[str, Any]) -> Event:
-    outcome = parse(json.dumps(raw).encode())
-    assert not hasattr(outcome, "reason"), outcome
-    return outcome  # type: ignore[return-value]
 
 
 async def deliver(store: Store, events: list[dict[str, Any]], rng: random.Random) -> None:

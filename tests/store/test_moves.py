@@ -9,8 +9,8 @@ from typing import Any
 from processors.domain.contract import APPLIED, STALE
 from processors.store import keys
 from processors.store.client import Store
-from tests.store.test_apply import apply_events, parsed
-from tests.streams import entity_event
+from tests.store.test_apply import apply_events
+from tests.streams import entity_event, parsed
 
 CMP, ORG = "cmp_m", "org_m"
 

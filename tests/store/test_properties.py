@@ -4,7 +4,6 @@ Redis (counters, indexes, listings), equal to the pure model and to the oracle."
 
 from __future__ import annotations
 
-import json
 import random
 from typing import Any
 
@@ -12,7 +11,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from processors.domain.contract import BATCH_STATUSES, REPLAYED, TENANT_MISMATCH
-from processors.domain.events import Event, parse
 from processors.domain.transitions import CampaignState, apply, batch_counters, stats_counters
 from processors.store import keys
 from processors.store.client import Store
@@ -20,16 +18,11 @@ from processors.store.slices import group
 from tests.oracle import Expected, check_invariants, comparable_batches
 from tests.store.test_apply import epochs
 from tests.strategies import CAMPAIGN, OWNER, deliveries, event_sets
+from tests.streams import parsed
 
 # Fields of the stats hash that describe deliveries rather than the event set.
 DELIVERY_FIELDS = ("rev", "applied_at_ms", "last_event_ms")
 BATCH_COUNTERS = ("known", "contacts:", "retry:")
-
-
-def parsed(event: dict[str, Any]) -> Event:
-    outcome = parse(json.dumps(event).encode())
-    assert not hasattr(outcome, "reason"), outcome
-    return outcome  # type: ignore[return-value]
 
 
 async def deliver(store: Store, delivery: list[dict[str, Any]], rng: random.Random) -> None:

@@ -5,7 +5,6 @@ versions; removals and the recount keep them exact."""
 
 from __future__ import annotations
 
-import json
 import random
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
@@ -14,13 +13,13 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from processors.domain.events import Event, parse
 from processors.reconcile.runner import Reconciler
 from processors.store import keys
 from processors.store.client import Store
 from tests.oracle import latest
 from tests.store.test_apply import apply_events
 from tests.store.test_reconcile import ListSource, load
+from tests.streams import parsed
 
 CMP, ORG = "cmp_ts", "org_ts"
 SLOTS = ("completed", "failed", "busy", "no_answer")
@@ -54,12 +53,6 @@ def oracle(events: list[dict[str, Any]], step_ms: int) -> dict[int, tuple[int, .
         bucket[4] += int(event["is_follow_up"])
         bucket[5] += round(event.get("duration_seconds", 0) * 1000)
     return {start: tuple(v) for start, v in sorted(sums.items())}
-
-
-def parsed(raw: dict[str, Any]) -> Event:
-    outcome = parse(json.dumps(raw).encode())
-    assert not hasattr(outcome, "reason"), outcome
-    return outcome  # type: ignore[return-value]
 
 
 async def deliver(store: Store, events: list[dict[str, Any]], rng: random.Random) -> None:

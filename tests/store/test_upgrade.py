@@ -10,8 +10,9 @@ from processors.domain.contract import BATCH_STATUSES
 from processors.reconcile.runner import Reconciler
 from processors.store import keys
 from processors.store.client import Store
-from tests.store.test_apply import apply_events, parsed
+from tests.store.test_apply import apply_events
 from tests.store.test_reconcile import ListSource, load
+from tests.streams import parsed
 
 CMP = "cmp_up"
 ORG = "org_up"

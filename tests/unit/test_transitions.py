@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 from typing import Any
 
@@ -10,18 +9,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from processors.domain.contract import APPLIED, STALE, TENANT_MISMATCH
-from processors.domain.events import Event, parse
+from processors.domain.events import Event
 from processors.domain.transitions import CampaignState, apply, batch_counters, stats_counters
 from processors.domain.views import batch_view, stats_view
 from tests.oracle import Expected, check_invariants, comparable_batches
 from tests.strategies import CAMPAIGN, deliveries, event_sets
-from tests.streams import entity_event, random_stream
-
-
-def parsed(event: dict[str, Any]) -> Event:
-    outcome = parse(json.dumps(event).encode())
-    assert not hasattr(outcome, "reason"), outcome
-    return outcome  # type: ignore[return-value]
+from tests.streams import entity_event, parsed, random_stream
 
 
 def model_views(
