@@ -156,8 +156,7 @@ def own_drain(
     loaded once and drained that many times (each time by a plain consumer, then by a
     worker in a consumer group of its own); the run of the median ratio is returned (a
     short drain is a second or two, and one of them says little)."""
-    env = _own_topics(prefix, f"bench-{prefix}")
-    settings = _settings_for(infra.broker.bootstrap, env)
+    settings = _settings_for(infra.broker.bootstrap, _own_topics(prefix, f"bench-{prefix}"))
     asyncio.run(create_topics(infra.broker.bootstrap, settings.all_topics, 6))
     messages = [route_raw(json.dumps(e).encode(), settings) for e in events]
     with progress(console) as bar:
@@ -170,14 +169,12 @@ def own_drain(
         )  # fmt: skip
     runs = []
     for n in range(repeats):
-        group = f"bench-{prefix}" if repeats == 1 else f"bench-{prefix}-{n}"
+        group = f"bench-{prefix}-{n}"  # each drain reads the log from its start
         plain = asyncio.run(
             plain_consumer(infra.broker.bootstrap, settings.source_topics, len(events), group)
         )
-        rate, cpu_us = _worker_drain(
-            infra, workdir / f"{group}-worker.log", events,
-            {**env, "DIALER_STATS_CONSUMER_GROUP": group},
-        )  # fmt: skip
+        env = _own_topics(prefix, group)
+        rate, cpu_us = _worker_drain(infra, workdir / f"{group}-worker.log", events, env)
         runs.append((rate, cpu_us, plain))
     runs.sort(key=lambda run: run[0] / run[2])
     return runs[len(runs) // 2]
