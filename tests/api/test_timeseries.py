@@ -215,7 +215,9 @@ async def test_a_year_of_days_in_any_zone_equals_the_oracle(
     Howe's half hours, Kathmandu's +5:45) hold exactly the call records of each local day,
     corrections and duplicates included."""
     rng = random.Random(400)
-    lo, hi = now - 399 * 86_400_000, now - 60_000
+    # from is the local midnight of the first record's day: 398 days and under 25 hours ago,
+    # so inside the 400 days kept even when that day is a 25-hour one
+    lo, hi = now - 398 * 86_400_000, now - 60_000
     events = [
         record(i, v, rng, lo, hi) for i in range(300) for v in range(1, rng.randint(1, 2) + 1)
     ]
@@ -224,7 +226,7 @@ async def test_a_year_of_days_in_any_zone_equals_the_oracle(
     await Log(store).deliver(events, rng)
     await store.register_campaigns({CMP: ORG})
     headers = await auth(store, ORG)
-    since = datetime.fromtimestamp((now - 399 * 86_400_000) / 1000, ZoneInfo(tz))
+    since = datetime.fromtimestamp(lo / 1000, ZoneInfo(tz))
     params = {"interval": "1d", "tz": tz, "from": since.date().isoformat() + "T00:00:00"}
     async with serve(store) as http:
         response = await http.get(SERIES, params=params, headers=headers)
