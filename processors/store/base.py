@@ -3,9 +3,11 @@ Store uses (script calls, pipelined reads, Redis's clock)."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+from collections.abc import Awaitable, Iterable
 from functools import cache
-from typing import Any, cast
+from typing import Any, Final, TypeVar, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
@@ -15,6 +17,12 @@ from processors.settings import Settings
 from processors.store import keys
 
 Client = aioredis.Redis | RedisCluster
+T = TypeVar("T")
+
+#: Calls one Store has in flight at once on Redis Cluster outside a pipeline (slice scripts
+#: of many slots, PUBLISH): each holds a connection of its node's pool until it returns,
+#: and a full cluster pool fails the call instead of waiting.
+CLUSTER_IN_FLIGHT: Final = 16
 
 
 def connect(settings: Settings) -> Client:
@@ -41,6 +49,17 @@ class StoreBase:
 
     def __init__(self, client: Client) -> None:
         self.client = client
+        self._cluster_slots = asyncio.Semaphore(CLUSTER_IN_FLIGHT)
+
+    async def cluster_calls(self, calls: Iterable[Awaitable[T]]) -> list[T | BaseException]:
+        """Every call run, CLUSTER_IN_FLIGHT at a time across the Store: the results in
+        order, a call's exception in its place (none is dropped, none stops the others)."""
+
+        async def one(call: Awaitable[T]) -> T:
+            async with self._cluster_slots:
+                return await call
+
+        return list(await asyncio.gather(*(one(call) for call in calls), return_exceptions=True))
 
     @staticmethod
     @cache

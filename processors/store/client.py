@@ -4,12 +4,11 @@ counter reads, tokens and partition markers; its other concerns in `health`, `se
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Final, cast
+from typing import Any, cast
 
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError, RedisError
@@ -28,9 +27,6 @@ from processors.store.lua import (
 )
 from processors.store.series import Series
 from processors.store.slices import Slice, encode
-
-#: Announcements on Redis Cluster in flight at once (each holds a connection of its node).
-PUBLISHES_IN_FLIGHT: Final = 16
 
 
 def token_hash(token: str) -> str:
@@ -139,14 +135,18 @@ class Store(Health, Series, Entities):
     async def _evalsha_many(self, calls: list[tuple[list[str], list[str]]]) -> list[Any]:
         sha = self.sha(APPLY_SLICE)
         if isinstance(self.client, RedisCluster):
-
-            async def one(call_keys: list[str], argv: list[str]) -> Any:
-                try:
-                    return await self.client.evalsha(sha, len(call_keys), *call_keys, *argv)
-                except NoScriptError as exc:
-                    return exc
-
-            return list(await asyncio.gather(*(one(k, a) for k, a in calls)))
+            answers = await self.cluster_calls(
+                self.client.evalsha(sha, len(call_keys), *call_keys, *argv)
+                for call_keys, argv in calls
+            )
+            for answer in answers:
+                if isinstance(answer, NoScriptError):
+                    continue  # loaded and sent again by the caller
+                if isinstance(answer, (RedisError, OSError)):
+                    raise StoreUnavailable(f"Redis is unavailable: {answer}") from answer
+                if isinstance(answer, BaseException):
+                    raise answer
+            return answers
         pipe = self.client.pipeline(transaction=False)
         for call_keys, argv in calls:
             pipe.evalsha(sha, len(call_keys), *call_keys, *argv)
@@ -175,12 +175,12 @@ class Store(Health, Series, Entities):
             pipe.sadd(keys.CAMPAIGNS, campaign_id)
         channels = [keys.updates_channel(campaign_id) for campaign_id in campaign_ids]
         if isinstance(self.client, RedisCluster):
-            # a cluster pipeline refuses PUBLISH; any node relays it to every other. A few
-            # at a time: each one in flight holds a connection of the node's pool, and a
-            # full pool fails the call instead of waiting
-            for at in range(0, len(channels), PUBLISHES_IN_FLIGHT):
-                chunk = channels[at : at + PUBLISHES_IN_FLIGHT]
-                await asyncio.gather(*(self.client.publish(channel, "1") for channel in chunk))
+            # a cluster pipeline refuses PUBLISH; any node relays it to every other
+            for answer in await self.cluster_calls(
+                self.client.publish(channel, "1") for channel in channels
+            ):
+                if isinstance(answer, BaseException):
+                    raise answer
         else:
             for channel in channels:
                 pipe.publish(channel, "1")

@@ -16,12 +16,15 @@ import redis
 from redis.asyncio.cluster import RedisCluster
 
 from processors.store import keys
-from processors.store.client import PUBLISHES_IN_FLIGHT, Store
+from processors.store.base import CLUSTER_IN_FLIGHT
+from processors.store.client import Store
+from processors.store.slices import encode, group
 from processors.tools.embedded import EmbeddedInfra, Valkey
 from processors.tools.simulate import Simulation
 from tests.conftest import wait_until
 from tests.e2e.conftest import Proc, run_cli
 from tests.oracle import Expected
+from tests.streams import entity_event, parsed
 
 SLOTS = [(0, 5460), (5461, 10922), (10923, 16383)]
 
@@ -126,7 +129,7 @@ async def test_one_apply_announces_hundreds_of_campaigns_on_a_small_pool(
         what="the subscription",
     )
     client = RedisCluster(
-        host="127.0.0.1", port=cluster[0].port, max_connections=PUBLISHES_IN_FLIGHT,
+        host="127.0.0.1", port=cluster[0].port, max_connections=CLUSTER_IN_FLIGHT,
         decode_responses=True,
     )  # fmt: skip
     store = Store(client)
@@ -148,6 +151,33 @@ async def test_one_apply_announces_hundreds_of_campaigns_on_a_small_pool(
     assert heard == set(campaigns)
     assert changes["#"] == str(len(campaigns))
     assert all(changes[c] == "1" for c in campaigns)
+
+
+async def test_one_apply_of_hundreds_of_campaigns_on_a_small_pool(
+    cluster: list[Valkey],
+) -> None:
+    """A fetch may hold slices of hundreds of campaigns, each its own script call in its
+    own slot: all are applied with a pool per node no bigger than the calls in flight,
+    and each campaign's counters, read through Redis, hold its one contact."""
+    campaigns = [f"cmp_wide_{n}" for n in range(8 * CLUSTER_IN_FLIGHT + 3)]
+    messages = [
+        ("dialer.contacts", 0, offset, parsed(entity_event(campaign, "org_wide", "contact", 0, 1)))
+        for offset, campaign in enumerate(campaigns)
+    ]
+    calls = [encode(part, {("dialer.contacts", 0): 1}) for part in group(messages)]
+    client = RedisCluster(
+        host="127.0.0.1", port=cluster[0].port, max_connections=CLUSTER_IN_FLIGHT,
+        decode_responses=True,
+    )  # fmt: skip
+    store = Store(client)
+    try:
+        await client.ping()
+        outcomes = await store.apply_calls(calls)
+        counted = [await client.hget(keys.stats(campaign), "contacts") for campaign in campaigns]
+    finally:
+        await store.close()
+    assert outcomes == [[0]] * len(campaigns)
+    assert counted == ["1"] * len(campaigns)
 
 
 async def test_the_api_hears_announcements_on_a_cluster(cluster: list[Valkey]) -> None:
