@@ -11,6 +11,7 @@ import asyncio
 import itertools
 import json
 import time
+import uuid
 from typing import Any
 
 import httpx
@@ -25,6 +26,10 @@ from processors.tools.simulate import Simulation
 PROBE_CAMPAIGN = "cmp_probe"
 PROBE_ORG = "org_probe"
 WARM_UP_SECONDS = 3.0
+#: Every probe on one partition (by this key), so applied in the order sent: the pending
+#: count reaching n then means probes 1..n-1 are applied (spread by their contact ids, a
+#: probe applied early would count one sent before it as seen).
+PROBE_KEY = b"probe"
 
 
 def probe_event(n: int) -> dict[str, Any]:
@@ -62,7 +67,7 @@ async def measure(
     plain = AIOKafkaConsumer(
         *settings.source_topics,  # the worker's fetches: every partition of the three
         bootstrap_servers=bootstrap,
-        group_id="bench-freshness-reference",
+        group_id=f"bench-freshness-reference-{uuid.uuid4().hex[:8]}",  # from the log end
         auto_offset_reset="latest",
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
         isolation_level=fetching.ISOLATION_LEVEL,
@@ -84,9 +89,9 @@ async def _probe(
     reached: dict[int, float] = {}
     stop = asyncio.Event()
 
-    async def send(event: dict[str, Any]) -> None:
+    async def send(event: dict[str, Any], key: bytes | None = None) -> None:
         message = route_raw(json.dumps(event).encode(), settings)
-        await producer.send(message.topic, message.value, key=message.key)
+        await producer.send(message.topic, message.value, key=key or message.key)
 
     async def background() -> None:
         traffic = Simulation(campaigns=5, seed=99, prefix="fresh").events()
@@ -104,7 +109,7 @@ async def _probe(
             if stop.is_set():
                 return
             sent[n] = time.perf_counter()
-            await send(probe_event(n))
+            await send(probe_event(n), PROBE_KEY)
             await asyncio.sleep(0.1)
 
     async def poll(client: httpx.AsyncClient) -> None:
@@ -132,7 +137,7 @@ async def _probe(
                     if n is not None:
                         reached.setdefault(n, now)
 
-    await send(probe_event(0))  # creates the campaign
+    await send(probe_event(0), PROBE_KEY)  # creates the campaign
     async with httpx.AsyncClient(base_url=api_url, timeout=10) as client:
         headers = {"Authorization": f"Bearer {token}"}
         deadline = time.perf_counter() + 60
