@@ -2,7 +2,7 @@
 summed, refreshed from the campaigns the workers announced as changed.
 
 A read costs the token and the organization's change counts (`keys.org_changes`: `#`,
-the sum, and `life`); while `#` stays, the kept body answers. When it moved, the counts of
+the sum, and `#life`); while `#` stays, the kept body answers. When it moved, the counts of
 every campaign are read and only the campaigns whose count moved are read again, so a
 rollup over a thousand campaigns costs what the changed ones cost. The campaigns live in
 slots of their own on Redis Cluster and the counts in the organization's: no script spans
@@ -60,7 +60,9 @@ class Rollups:
         (org,) = await reads.round_trip(store, ("HGET", keys.TOKENS, token_hash(token)))
         if org is None:
             return None, None, None
-        (counts,) = await reads.round_trip(store, ("HMGET", keys.org_changes(org), "life", "#"))
+        (counts,) = await reads.round_trip(
+            store, ("HMGET", keys.org_changes(org), keys.CHANGES_LIFE, keys.CHANGES_SUM)
+        )
         return org, counts[0], counts[1]
 
     async def body(

@@ -139,7 +139,7 @@ def rollup(client_url: str, token: str, redis_url: str, small: str, requests: in
         pipe.hset(keys.stats(campaign_id), mapping=fields)  # type: ignore[arg-type]
         pipe.sadd(keys.org_campaigns(org), campaign_id)
         pipe.hincrby(keys.org_changes(org), campaign_id, 1)
-    pipe.hincrby(keys.org_changes(org), "#", 1)
+    pipe.hincrby(keys.org_changes(org), keys.CHANGES_SUM, 1)
     pipe.execute()
     try:
         with httpx.Client(base_url=client_url, timeout=30) as http:

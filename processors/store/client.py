@@ -187,8 +187,8 @@ class Store(Health, Series, Entities):
         for campaign_id, org in (owners or {}).items():
             key = keys.org_changes(org)
             pipe.hincrby(key, campaign_id, 1)
-            pipe.hsetnx(key, "life", secrets.token_hex(8))
-            pipe.hincrby(key, "#", 1)
+            pipe.hsetnx(key, keys.CHANGES_LIFE, secrets.token_hex(8))
+            pipe.hincrby(key, keys.CHANGES_SUM, 1)
         await pipe.execute()
 
     async def ensure_owner(self, campaign_id: str, organization_id: str) -> None:

@@ -194,9 +194,16 @@ def org_campaigns(organization_id: str) -> str:
 
 def org_changes(organization_id: str) -> str:
     """Hash: per campaign of the organization, how many times the workers (or a repair)
-    announced a change to it; `#` the sum, `life` set once per life of the hash. What the
-    API's organization rollup watches (a key of its own slot: not the campaigns')."""
-    return f"{PREFIX}:org:{organization_id}:changes"
+    announced a change to it; CHANGES_SUM the sum, CHANGES_LIFE set once per life of the
+    hash. What the API's organization rollup watches (a key of its own slot: not the
+    campaigns'). It was `:changes` with a `life` field before, which a campaign named
+    `life` collided with; that key is read no more."""
+    return f"{PREFIX}:org:{organization_id}:announced"
+
+
+#: Fields of `org_changes` beside the campaigns': `#` is in no campaign id (`ID_PATTERN`).
+CHANGES_SUM: Final = "#"
+CHANGES_LIFE: Final = "#life"
 
 
 def log_marker(topic: str, partition: int) -> str:
