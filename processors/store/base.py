@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import inspect
 from collections.abc import Awaitable, Iterable
 from functools import cache
 from typing import Any, Final, TypeVar, cast
@@ -56,8 +57,12 @@ class StoreBase:
         order, a call's exception in its place (none is dropped, none stops the others)."""
 
         async def one(call: Awaitable[T]) -> T:
-            async with self._cluster_slots:
-                return await call
+            try:
+                async with self._cluster_slots:
+                    return await call
+            finally:
+                if inspect.iscoroutine(call):
+                    call.close()  # cancelled before its turn: never awaited, no warning
 
         return list(await asyncio.gather(*(one(call) for call in calls), return_exceptions=True))
 
