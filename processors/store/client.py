@@ -135,17 +135,14 @@ class Store(Health, Series, Entities):
     async def _evalsha_many(self, calls: list[tuple[list[str], list[str]]]) -> list[Any]:
         sha = self.sha(APPLY_SLICE)
         if isinstance(self.client, RedisCluster):
+            # errors in place, as the pipeline below returns them: `apply_calls` sorts them
             answers = await self.cluster_calls(
                 self.client.evalsha(sha, len(call_keys), *call_keys, *argv)
                 for call_keys, argv in calls
             )
             for answer in answers:
-                if isinstance(answer, NoScriptError):
-                    continue  # loaded and sent again by the caller
-                if isinstance(answer, (RedisError, OSError)):
-                    raise StoreUnavailable(f"Redis is unavailable: {answer}") from answer
-                if isinstance(answer, BaseException):
-                    raise answer
+                if isinstance(answer, BaseException) and not isinstance(answer, Exception):
+                    raise answer  # a cancellation: no answer
             return answers
         pipe = self.client.pipeline(transaction=False)
         for call_keys, argv in calls:

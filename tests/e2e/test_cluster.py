@@ -8,7 +8,7 @@ import itertools
 import json
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -114,6 +114,23 @@ def test_end_to_end_on_redis_cluster(
         api.stop()
 
 
+@contextlib.asynccontextmanager
+async def small_pool_store(cluster: list[Valkey]) -> AsyncIterator[Store]:
+    """A Store on the cluster whose pool per node holds only the calls it has in flight
+    (a full pool fails a call instead of waiting), its client in use, as a worker's is (a
+    fresh one queues at first)."""
+    client = RedisCluster(
+        host="127.0.0.1", port=cluster[0].port, max_connections=CLUSTER_IN_FLIGHT,
+        decode_responses=True,
+    )  # fmt: skip
+    store = Store(client)
+    try:
+        await client.ping()
+        yield store
+    finally:
+        await store.close()
+
+
 async def test_one_apply_announces_hundreds_of_campaigns_on_a_small_pool(
     cluster: list[Valkey],
 ) -> None:
@@ -128,17 +145,9 @@ async def test_one_apply_announces_hundreds_of_campaigns_on_a_small_pool(
         timeout=10,
         what="the subscription",
     )
-    client = RedisCluster(
-        host="127.0.0.1", port=cluster[0].port, max_connections=CLUSTER_IN_FLIGHT,
-        decode_responses=True,
-    )  # fmt: skip
-    store = Store(client)
-    try:
-        await client.ping()  # a client in use, as a worker's is (a fresh one queues at first)
+    async with small_pool_store(cluster) as store:
         await store.announce(campaigns, dict.fromkeys(campaigns, "org_many"))
-        changes = await client.hgetall(keys.org_changes("org_many"))
-    finally:
-        await store.close()
+        changes = await store.client.hgetall(keys.org_changes("org_many"))
     heard: set[str] = set()
 
     def all_heard() -> bool:
@@ -165,17 +174,11 @@ async def test_one_apply_of_hundreds_of_campaigns_on_a_small_pool(
         for offset, campaign in enumerate(campaigns)
     ]
     calls = [encode(part, {("dialer.contacts", 0): 1}) for part in group(messages)]
-    client = RedisCluster(
-        host="127.0.0.1", port=cluster[0].port, max_connections=CLUSTER_IN_FLIGHT,
-        decode_responses=True,
-    )  # fmt: skip
-    store = Store(client)
-    try:
-        await client.ping()
+    async with small_pool_store(cluster) as store:
         outcomes = await store.apply_calls(calls)
-        counted = [await client.hget(keys.stats(campaign), "contacts") for campaign in campaigns]
-    finally:
-        await store.close()
+        counted = [
+            await store.client.hget(keys.stats(campaign), "contacts") for campaign in campaigns
+        ]
     assert outcomes == [[0]] * len(campaigns)
     assert counted == ["1"] * len(campaigns)
 
