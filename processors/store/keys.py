@@ -21,6 +21,10 @@ PREFIX: Final = "ds"
 # busiest bucket then holds about 2 * LOAD fields, well inside Redis's compact listpack
 # encoding (hash-max-listpack-entries defaults to 128).
 LOAD: Final = 40
+#: Until a campaign holds more entities of a kind than this, they share one bucket: a
+#: small campaign pays one key per kind, not three or four (still under the 128 entries of
+#: the compact encoding).
+ONE_BUCKET: Final = 120
 #: An entity's bucket is chosen by its digest modulo 2**HASH_BITS (then modulo 2**L).
 HASH_BITS: Final = 30
 

@@ -79,7 +79,7 @@ def constants() -> str:
         f"local BIDX_BY_STATUS = {{{slots}}}",
         f"local CONTACT = {_table(CONTACT_BY_CODE)}",
         f"local CALL = {_table(CALL_BY_CODE)}",
-        f"local LOAD, HASH_MOD = {keys.LOAD}, {2**keys.HASH_BITS}",
+        f"local LOAD, ONE_BUCKET, HASH_MOD = {keys.LOAD}, {keys.ONE_BUCKET}, {2**keys.HASH_BITS}",
         f"local STATS_PART, BATCH_PART = '{keys.STATS_PART}', '{keys.BATCH_PART}'",
         f"local CONTACT_BUCKET_PART = '{keys.CONTACT_BUCKET_PART}'",
         f"local RECORD_BUCKET_PART = '{keys.RECORD_BUCKET_PART}'",

@@ -106,7 +106,10 @@ async def assert_like_model(store: Store, model: CampaignState, *, timed: bool =
     for kind, entities in (("c", model.contacts), ("r", model.records)):
         level, split = int(layout.get(f"{kind}:L", 0)), int(layout.get(f"{kind}:P", 0))
         assert int(layout.get(f"{kind}:N", 0)) == len(entities)
-        assert len(entities) <= keys.LOAD * ((1 << level) + split)
+        buckets = (1 << level) + split
+        # one bucket up to ONE_BUCKET entities, then no more than LOAD each on average
+        assert buckets == 1 if len(entities) <= keys.ONE_BUCKET else buckets > 1
+        assert len(entities) <= max(keys.LOAD * buckets, keys.ONE_BUCKET)
 
 
 async def test_buckets_split_as_the_campaign_grows_and_every_counter_stays_exact(

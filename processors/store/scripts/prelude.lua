@@ -363,11 +363,12 @@ local function split(kind, t)
   t.dirty = true
 end
 
--- An entity was added (`by` 1) or removed (-1); buckets split while over LOAD on average.
+-- An entity was added (`by` 1) or removed (-1); buckets split while over LOAD on average,
+-- once there are more than ONE_BUCKET entities.
 local function resize(kind, t, by)
   t.N = t.N + by
   t.dirty = true
-  while t.N > LOAD * (t.size + t.P) do split(kind, t) end
+  while t.N > ONE_BUCKET and t.N > LOAD * (t.size + t.P) do split(kind, t) end
 end
 
 local function save_layouts()
