@@ -1,16 +1,15 @@
 """Rendered batches, kept per process: whole pages by revision, and single batches by
 their content.
 
-A page of 50 batches is 50 hashes and 50 views. A dashboard wall or many supervisors on one
+A page of 50 batches is 50 states and 50 views. A dashboard wall or many supervisors on one
 campaign ask for the same page at the same revision many times: `Pages` keeps the body
 rendered at a revision, served only to a request that read the same revision (the same
 ETag) first; the page was read after that revision (`batches_answer`), so it is the page of
 that revision exactly. While a campaign changes, every read finds a new revision, but
-most batches of a page are as they were: `Fragments` keeps each batch's JSON under the
-DUMP of the hash it was rendered from (read with it, in one script call), and a page
-read names each batch by its hash's DUMP (BATCH_PAGE), so only a batch whose hash
-changed is read and rendered again -- a lookup by content, which can never serve a stale
-batch. Least recently used entries leave beyond `max_bytes`.
+most batches of a page are as they were: a page read (BATCH_PAGE) returns each batch's
+packed state, and `Fragments` keeps each batch's JSON under the state it was rendered
+from, so only a batch whose state changed is rendered again -- a lookup by content, which
+can never serve a stale batch. Least recently used entries leave beyond `max_bytes`.
 """
 
 from __future__ import annotations
@@ -73,21 +72,21 @@ class Pages:
 
 
 class Fragments:
-    """The JSON of single batches, by (campaign, batch id, the DUMP of the batch's hash)."""
+    """The JSON of single batches, by (campaign, batch id, the batch's packed state)."""
 
     def __init__(self, max_bytes: int = 16 << 20) -> None:
         self._items: _Sized[tuple[str, str, bytes], bytes] = _Sized(
             max_bytes, lambda body: len(body) + KEY_BYTES
         )
 
-    def get(self, campaign_id: str, batch_id: str, dump: bytes) -> bytes | None:
-        """The batch's JSON as rendered from the hash whose DUMP is `dump`, if kept."""
-        return self._items.get((campaign_id, batch_id, dump))
+    def get(self, campaign_id: str, batch_id: str, state: bytes) -> bytes | None:
+        """The batch's JSON as rendered from the packed `state`, if kept."""
+        return self._items.get((campaign_id, batch_id, state))
 
-    def put(self, campaign_id: str, batch_id: str, dump: bytes, body: bytes) -> None:
-        """Keep the JSON rendered from the hash whose DUMP (read with it) is `dump`."""
-        self._items.put((campaign_id, batch_id, dump), body)
+    def put(self, campaign_id: str, batch_id: str, state: bytes, body: bytes) -> None:
+        """Keep the JSON rendered from the packed `state`."""
+        self._items.put((campaign_id, batch_id, state), body)
 
 
-#: What an entry's key weighs beside its body (ids and a DUMP of a few hundred bytes).
-KEY_BYTES = 600
+#: What an entry's key weighs beside its body (ids and a packed state of some 50 bytes).
+KEY_BYTES = 200

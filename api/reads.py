@@ -14,9 +14,10 @@ import redis.asyncio as aioredis
 from redis.client import NEVER_DECODE
 from redis.exceptions import NoScriptError
 
+from processors.domain.batchstate import unpack_batch
 from processors.store import keys
 from processors.store.client import Store, token_hash
-from processors.store.lua import BATCH_HASHES, BATCH_PAGE, BATCH_PROGRESS
+from processors.store.lua import BATCH_PAGE, BATCH_PROGRESS
 
 #: What a conditional read needs of the stats hash: no counter among them.
 HEAD = ("org", "rev", "applied_at_ms", "last_event_ms")
@@ -86,8 +87,8 @@ async def head_and_page(
 def batch_page_command(campaign_id: str, index: str, skip: int, limit: int) -> tuple[str, ...]:
     """The BATCH_PAGE call of one page (see `batch_page`)."""
     return (
-        "EVALSHA", Store.sha(BATCH_PAGE), "1", index,
-        str(skip), str(skip + limit - 1), keys.batch(campaign_id, ""),
+        "EVALSHA", Store.sha(BATCH_PAGE), "2", index, keys.batches(campaign_id),
+        str(skip), str(skip + limit - 1),
     )  # fmt: skip
 
 
@@ -110,41 +111,25 @@ def _listed(flat: list[bytes]) -> list[tuple[str, bytes]]:
 async def batch_page(
     store: Store, campaign_id: str, index: str, skip: int, limit: int
 ) -> list[tuple[str, bytes]]:
-    """One page of a batch index: (batch id, the DUMP of its hash) in order, one call."""
+    """One page of a batch index: (batch id, its packed state) in order, one call."""
     call = batch_page_command(campaign_id, index, skip, limit)
     (flat,) = await scripted(store, BATCH_PAGE, call, undecoded=1)
     return _listed(flat)
 
 
-async def batch_hashes(
-    store: Store, campaign_id: str, batch_ids: list[str]
-) -> list[tuple[bytes, dict[str, str]]]:
-    """(the DUMP of its hash, the hash) of each batch, each pair read at one instant, in
-    one script call."""
-    batch_keys = [keys.batch(campaign_id, b) for b in batch_ids]
-    call = ("EVALSHA", Store.sha(BATCH_HASHES), str(len(batch_keys)), *batch_keys)
-    (flat,) = await scripted(store, BATCH_HASHES, call, undecoded=1)
-    return [(flat[n], _decoded_pairs(flat[n + 1])) for n in range(0, len(flat), 2)]
-
-
-def _decoded_pairs(pairs: list[bytes]) -> dict[str, str]:
-    text = [part.decode() for part in pairs]
-    return dict(zip(text[::2], text[1::2], strict=True))
-
-
 async def batch_progress(
     store: Store, campaign_id: str, batch_id: str, minutes: list[int]
 ) -> tuple[dict[str, str], int]:
-    """The batch's hash and how many of its contacts became terminal in `minutes` (since
-    the epoch), in one script call (BATCH_PROGRESS)."""
+    """The batch's fields ({} for none) and how many of its contacts became terminal in
+    `minutes` (since the epoch), in one script call (BATCH_PROGRESS)."""
     hours: dict[int, list[int]] = {}
     for minute in minutes:
         hours.setdefault(minute // 60, []).append(minute % 60)
-    call_keys = [keys.batch(campaign_id, batch_id), keys.layout(campaign_id)]
+    call_keys = [keys.batches(campaign_id), keys.layout(campaign_id)]
     call_keys += [keys.progress(campaign_id, hour) for hour in hours]
     argv = [batch_id]
     for of_hour in hours.values():
         argv += [str(len(of_hour)), *map(str, of_hour)]
     call = ("EVALSHA", Store.sha(BATCH_PROGRESS), str(len(call_keys)), *call_keys, *argv)
-    ((pairs, count),) = await scripted(store, BATCH_PROGRESS, call)
-    return as_dict(pairs), int(count)
+    ((packed, count),) = await scripted(store, BATCH_PROGRESS, call)
+    return (unpack_batch(packed) if packed else {}), int(count)

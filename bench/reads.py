@@ -329,8 +329,9 @@ def _scaling(
 def changing(redis_url: str, campaign_id: str, per_second: int) -> Iterator[None]:
     """A process changing the campaign `per_second` times a second as applied slices do:
     each change bumps the revision of the stats hash and alters one batch of the first
-    page (a scratch field, in turn through the page's batches), so reads keep finding a
-    new revision and a page with a batch not seen before. The scratch fields go after."""
+    page (its version, which no view shows, in turn through the page's batches), so reads
+    keep finding a new revision and a page with a batch not seen before. The states are
+    put back after."""
     if not per_second:
         yield
         return
@@ -346,26 +347,28 @@ def changing(redis_url: str, campaign_id: str, per_second: int) -> Iterator[None
         writer.join(timeout=10)
 
 
-#: The field the bench's writer changes in a batch hash (no view reads it).
-SCRATCH = "bench:changes"
+def _bumped(packed: str, by: int) -> str:
+    """A batch's packed state with its version moved by `by` (no view shows the version)."""
+    code, version, *rest = packed.split("|")
+    return "|".join((code, str(int(version or 0) + by), *rest))
 
 
 def _change(redis_url: str, campaign_id: str, per_second: int, stop: Any) -> None:
     client = redis.Redis.from_url(redis_url, decode_responses=True)
-    stats = keys.stats(campaign_id)
+    stats, batches = keys.stats(campaign_id), keys.batches(campaign_id)
     listed: list[str] = client.zrange(keys.batch_index(campaign_id), 0, 49)  # type: ignore[assignment]
-    batches = [keys.batch(campaign_id, b) for b in listed]
+    states: list[str] = client.hmget(batches, listed)  # type: ignore[assignment]
     tick = 0
     try:
         while not stop.wait(1 / per_second):
+            n = tick % len(listed)
             pipe = client.pipeline(transaction=False)
             pipe.hincrby(stats, "rev", 1)
-            pipe.hincrby(batches[tick % len(batches)], SCRATCH, 1)
+            pipe.hset(batches, listed[n], _bumped(states[n], tick // len(listed) + 1))
             pipe.execute()
             tick += 1
     finally:
-        for key in batches:
-            client.hdel(key, SCRATCH)
+        client.hset(batches, mapping=dict(zip(listed, states, strict=True)))
 
 
 def _wait_up(url: str) -> None:

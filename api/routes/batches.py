@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Literal, cast, get_args
+from typing import Annotated, Literal, get_args
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 
@@ -19,6 +19,7 @@ from api.caching import (
 from api.deps import CampaignId, StoreDep, TokenDep, owner_check
 from api.pages import Fragments, Pages
 from api.schemas import Batch, Problem
+from processors.domain.batchstate import unpack_batch
 from processors.domain.views import batch_view
 from processors.store import keys
 from processors.store.client import Store
@@ -76,20 +77,18 @@ class Page:
     organization_id: str | None = None
 
 
-async def _page_body(
-    store: Store, fragments: Fragments, campaign_id: str, listed: list[tuple[str, bytes]]
-) -> bytes:
-    """The page's JSON: kept batches as they were rendered, the others read and rendered
-    (each from a hash read with its DUMP, kept under that DUMP)."""
-    rendered = {b: fragments.get(campaign_id, b, digest) for b, digest in listed}
-    missing = [b for b, body in rendered.items() if body is None]
-    if missing:
-        fetched = await reads.batch_hashes(store, campaign_id, missing)
-        for batch_id, (digest, fields) in zip(missing, fetched, strict=True):
+def _page_body(fragments: Fragments, campaign_id: str, listed: list[tuple[str, bytes]]) -> bytes:
+    """The page's JSON: kept batches as they were rendered, the others rendered from the
+    packed state read with the page (and kept under it)."""
+    parts = []
+    for batch_id, packed in listed:
+        body = fragments.get(campaign_id, batch_id, packed)
+        if body is None:
+            fields = unpack_batch(packed.decode()) if packed else {}
             body = encode(batch_view(campaign_id, batch_id, fields))
-            fragments.put(campaign_id, batch_id, digest, body)
-            rendered[batch_id] = body
-    return b"[" + b",".join(cast(bytes, rendered[b]) for b, _ in listed) + b"]"
+            fragments.put(campaign_id, batch_id, packed, body)
+        parts.append(body)
+    return b"[" + b",".join(parts) + b"]"
 
 
 async def batches_answer(
@@ -124,6 +123,6 @@ async def batches_answer(
     if body is None:
         if listed is None:  # read after the head, as above
             listed = await reads.batch_page(store, campaign_id, index, page.skip, page.limit)
-        body = await _page_body(store, fragments, campaign_id, listed)
+        body = _page_body(fragments, campaign_id, listed)
         pages.put(campaign_id, query, etag, body)
     return json_response(body, headers)

@@ -31,8 +31,10 @@ EVENT_TYPES: Final = ("batch.upserted", "contact.status_changed", "call_record.c
 #: One-letter codes that pack entity state compactly; position in the status tuple.
 CONTACT_CODES: Final = {s: chr(ord("a") + i) for i, s in enumerate(CONTACT_STATUSES)}
 CALL_CODES: Final = {s: chr(ord("a") + i) for i, s in enumerate(CALL_STATUSES)}
+BATCH_CODES: Final = {s: chr(ord("a") + i) for i, s in enumerate(BATCH_STATUSES)}
 CONTACT_BY_CODE: Final = {c: s for s, c in CONTACT_CODES.items()}
 CALL_BY_CODE: Final = {c: s for s, c in CALL_CODES.items()}
+BATCH_BY_CODE: Final = {c: s for s, c in BATCH_CODES.items()}
 
 #: Outcome codes returned per event by APPLY_SLICE (stable: the worker and the stats
 #: hash's `events:*` tallies name them).

@@ -28,6 +28,11 @@ def epoch_us(moment: datetime) -> int:
     return (_aware(moment) - _EPOCH) // _MICROSECOND
 
 
+def from_epoch_us(us: int) -> datetime:
+    """The instant `us` microseconds after the Unix epoch (UTC), exactly: `epoch_us`'s inverse."""
+    return _EPOCH + us * _MICROSECOND
+
+
 def talk_ms(duration_seconds: float | None) -> int:
     """A call's duration in whole milliseconds (what time series sum exactly); 0 if unknown."""
     return 0 if duration_seconds is None else round(duration_seconds * 1000)

@@ -332,7 +332,7 @@ class Reconciler:
                 digests = [digest(i) for i, _ in items]
                 values = await self.store.lookup(campaign_id, kind, digests)
                 stored.update((d, v) for d, v in zip(digests, values, strict=True) if v is not None)
-        rows = await self.store.hashes([keys.batch(campaign_id, bid) for bid, _ in todo.batches])
+        rows = await self.store.batch_states(campaign_id, [bid for bid, _ in todo.batches])
         snap.batches.update((bid, row) for (bid, _), row in zip(todo.batches, rows, strict=True))
         batches = [(bid, b) for bid, b in todo.batches if version_of(snap.batches[bid]) < b.version]
         if not moved:  # no state changed meanwhile: the same ones are behind
@@ -354,7 +354,7 @@ class Reconciler:
 
     async def _snapshot(self, campaign_id: str, state: CampaignState) -> Snapshot:
         batch_ids = sorted(set(await self.store.batch_ids(campaign_id)) | set(state.batches))
-        rows = await self.store.hashes([keys.batch(campaign_id, b) for b in batch_ids])
+        rows = await self.store.batch_states(campaign_id, batch_ids)
         contacts, records = await self.store.entity_states(campaign_id)
         return Snapshot(
             batches=dict(zip(batch_ids, rows, strict=True)), contacts=contacts, records=records
@@ -450,7 +450,7 @@ class Reconciler:
                 continue
             bid = drift.scope.split(":", 1)[1]
             if bid not in rows:
-                rows[bid] = (await self.store.hashes([keys.batch(campaign_id, bid)]))[0]
+                rows[bid] = (await self.store.batch_states(campaign_id, [bid]))[0]
             drift.corrected = rows[bid].get(drift.field)
 
 

@@ -14,8 +14,10 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
+from processors.domain.batchstate import unpack_batch
 from processors.settings import Settings
 from processors.store import keys
+from processors.store.lua import BATCH_HASHES
 
 Client = aioredis.Redis | RedisCluster
 T = TypeVar("T")
@@ -93,6 +95,18 @@ class StoreBase:
             rows.extend(await pipe.execute())
         return rows
 
+    async def batch_states(
+        self, campaign_id: str, batch_ids: list[str], chunk: int = 2000
+    ) -> list[dict[str, str]]:
+        """Each batch's fields by name (`batchstate.unpack_batch`; {} for a batch with no
+        state), in script calls of `chunk` batches (BATCH_HASHES)."""
+        rows: list[dict[str, str]] = []
+        for start in range(0, len(batch_ids), chunk):
+            ids = batch_ids[start : start + chunk]
+            packed = await self.run_script(BATCH_HASHES, [keys.batches(campaign_id)], ids)
+            rows += [unpack_batch(_text(p)) if p else {} for p in packed]
+        return rows
+
     async def _now_ms(self) -> int:
         seconds, micros = await self.client.time()
         return int(seconds) * 1000 + int(micros) // 1000
@@ -100,3 +114,7 @@ class StoreBase:
     async def batch_ids(self, campaign_id: str) -> list[str]:
         """Every batch id listed in the campaign's index."""
         return cast(list[str], await self.client.zrange(keys.batch_index(campaign_id), 0, -1))
+
+
+def _text(reply: str | bytes) -> str:
+    return reply.decode() if isinstance(reply, bytes) else reply

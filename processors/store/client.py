@@ -226,10 +226,7 @@ class Store(Health, Series, Entities):
         batch_ids = cast(list[str], await self.client.zrange(index, skip, skip + limit - 1))
         if not batch_ids:
             return []
-        pipe = self.client.pipeline(transaction=False)
-        for batch_id in batch_ids:
-            pipe.hgetall(keys.batch(campaign_id, batch_id))
-        rows = await pipe.execute()
+        rows = await self.batch_states(campaign_id, batch_ids)
         return [
             batch_view(campaign_id, batch_id, row)
             for batch_id, row in zip(batch_ids, rows, strict=True)

@@ -31,6 +31,9 @@ HASH_BITS: Final = 30
 #: The parts of a campaign's key names after its tag (the Lua scripts build entity keys
 #: from the stats key with these).
 STATS_PART: Final = "stats"
+BATCHES_PART: Final = "bt"
+#: The hash of one batch each, before a campaign's batches shared one (`batches`): read,
+#: and moved on a batch's next change, by the scripts.
 BATCH_PART: Final = "b:"
 CONTACT_BUCKET_PART: Final = "cb:"
 RECORD_BUCKET_PART: Final = "rb:"
@@ -129,8 +132,15 @@ def progress(campaign_id: str, hour: int) -> str:
     return f"{_tag(campaign_id)}:{PROGRESS_PART}{hour}"
 
 
-def batch(campaign_id: str, batch_id: str) -> str:
-    """Hash: batch metadata, version and per-batch contact counters."""
+def batches(campaign_id: str) -> str:
+    """Hash: batch id -> the batch's state, packed (`processors.domain.batchstate`): status,
+    version, total, created_at, contacts known and per-status / per-retry counts."""
+    return f"{_tag(campaign_id)}:{BATCHES_PART}"
+
+
+def legacy_batch(campaign_id: str, batch_id: str) -> str:
+    """Hash of one batch, as batches were kept before `batches` (fields `s`, `v`, `total`,
+    `created_at`, `created_us`, `known`, `contacts:<status>`, `retry:<n>`)."""
     return f"{_tag(campaign_id)}:{BATCH_PART}{batch_id}"
 
 

@@ -3,12 +3,13 @@ KEYS / ARGV / return contract at the top, checked by luacheck).
 
 Every script gets the campaign's fixed keys in KEYS (`campaign_keys`); all of them share the
 `{campaign_id}` hash tag, so each call touches one Redis Cluster slot. Entity keys -- state
-buckets and batch hashes -- are built inside the scripts from the stats key's tag (the same
-tag, so the same slot), because only the script knows them: the bucket an entity lives in
-depends on how far the campaign's buckets have grown (linear hashing, see `keys.LOAD`), and
-the batch a contact leaves is named only by its stored state. The scripts share one prelude
-of helpers (`prelude.lua`), so a transition and the layout are written once; the recount
-scripts share `count_buckets.lua` and `compare.lua` too.
+buckets, the batches hash, and batches still in hashes of their own -- are built inside the
+scripts from the stats key's tag (the same tag, so the same slot), because only the script
+knows them: the bucket an entity lives in depends on how far the campaign's buckets have
+grown (linear hashing, see `keys.LOAD`), and the batch a contact leaves is named only by its
+stored state. The scripts share one prelude of helpers (`prelude.lua`), after the batch
+state codec (`batch_codec.lua`), so a transition and the layout are written once; the
+recount scripts share `count_buckets.lua` and `compare.lua` too.
 
 A script is `constants()` -- the contract's tables and the key layout as Lua locals, made
 here from the Python constants so the two never disagree -- then the shared files it uses,
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Final
 
 from processors.domain.contract import (
+    BATCH_BY_CODE,
     BATCH_STATUSES,
     CALL_BY_CODE,
     CALL_STATUSES,
@@ -79,8 +81,11 @@ def constants() -> str:
         f"local BIDX_BY_STATUS = {{{slots}}}",
         f"local CONTACT = {_table(CONTACT_BY_CODE)}",
         f"local CALL = {_table(CALL_BY_CODE)}",
+        f"local BATCH = {_table(BATCH_BY_CODE)}",
+        "local CONTACT_ORDER = {" + ", ".join(f"'{c}'" for c in CONTACT_BY_CODE) + "}",
         f"local LOAD, ONE_BUCKET, HASH_MOD = {keys.LOAD}, {keys.ONE_BUCKET}, {2**keys.HASH_BITS}",
-        f"local STATS_PART, BATCH_PART = '{keys.STATS_PART}', '{keys.BATCH_PART}'",
+        f"local STATS_PART, BATCHES_PART = '{keys.STATS_PART}', '{keys.BATCHES_PART}'",
+        f"local BATCH_PART = '{keys.BATCH_PART}'",
         f"local CONTACT_BUCKET_PART = '{keys.CONTACT_BUCKET_PART}'",
         f"local RECORD_BUCKET_PART = '{keys.RECORD_BUCKET_PART}'",
         f"local SERIES_INDEX_PART = '{keys.SERIES_INDEX_PART}'",
@@ -99,17 +104,17 @@ def script(*files: str) -> str:
     return constants() + "".join((SCRIPTS / f"{name}.lua").read_text() for name in files)
 
 
-_RECOUNT = ("prelude", "count_buckets", "compare")
+_RECOUNT = ("batch_codec", "prelude", "count_buckets", "compare")
 
-APPLY_SLICE: Final = script("prelude", "apply_slice")
-LOOKUP: Final = script("prelude", "lookup")
-REMOVE_ENTITIES: Final = script("prelude", "remove_entities")
-MIGRATE_STATES: Final = script("prelude", "migrate_states")
-RECOUNT_BEGIN: Final = script("prelude", "recount_begin")
-RECOUNT_STEP: Final = script("prelude", "count_buckets", "recount_step")
+APPLY_SLICE: Final = script("batch_codec", "prelude", "apply_slice")
+LOOKUP: Final = script("batch_codec", "prelude", "lookup")
+REMOVE_ENTITIES: Final = script("batch_codec", "prelude", "remove_entities")
+MIGRATE_STATES: Final = script("batch_codec", "prelude", "migrate_states")
+RECOUNT_BEGIN: Final = script("batch_codec", "prelude", "recount_begin")
+RECOUNT_STEP: Final = script("batch_codec", "prelude", "count_buckets", "recount_step")
 RECOUNT_BATCHES: Final = script(*_RECOUNT, "recount_batches")
 RECOUNT_SERIES: Final = script(*_RECOUNT, "recount_series")
 RECOUNT_END: Final = script(*_RECOUNT, "recount_end")
-BATCH_PAGE: Final = script("batch_page")
-BATCH_HASHES: Final = script("batch_hashes")
-BATCH_PROGRESS: Final = script("batch_progress")
+BATCH_PAGE: Final = script("batch_codec", "batch_page")
+BATCH_HASHES: Final = script("batch_codec", "batch_hashes")
+BATCH_PROGRESS: Final = script("batch_codec", "batch_progress")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from processors.domain.contract import CALL_CODES, CONTACT_CODES
 from processors.domain.events import BatchUpserted, CallRecordCompleted, ContactStatusChanged, Event
-from processors.domain.times import epoch_us, iso, talk_ms
+from processors.domain.times import epoch_us, talk_ms
 from processors.store import keys
 from processors.store.lua import EVENT_SEP, FIELD_SEP, campaign_keys
 
@@ -82,7 +82,7 @@ def _encoded(fence: int, offset: int, event: Event) -> str:
     fields = (
         str(fence), str(offset), event.organization_id, str(event.version),
         "b", event.batch_id, "0", event.status, str(event.total_contacts),
-        iso(event.created_at), str(epoch_us(event.created_at)), str(occurred),
+        "", str(epoch_us(event.created_at)), str(occurred),
     )  # fmt: skip
     return US.join(fields)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -16,6 +17,7 @@ from api.main import create_app
 from processors.store import keys
 from processors.store.client import Store
 from processors.tools.embedded import free_port
+from tests import batches
 from tests.api.serving import auth, serve
 from tests.oracle import Expected, comparable_batches
 from tests.store.test_apply import apply_events
@@ -24,8 +26,6 @@ from tests.streams import entity_event, parsed, random_stream
 
 @pytest.fixture
 async def seeded(store: Store) -> tuple[Store, list[dict[str, Any]]]:
-    import random
-
     events = random_stream(random.Random(11), campaigns=3, size=200)
     log = [("t", 0, offset, parsed(e)) for offset, e in enumerate(events)]
     await apply_events(store, log)
@@ -90,7 +90,6 @@ async def test_batches_page_through_in_order(client: httpx.AsyncClient, seeded: 
 async def test_batch_pages_follow_every_change_exactly(store: Store) -> None:
     """Read after every applied event, each page equals the oracle over the events so far:
     batches rendered at an earlier read are reused only while their hash is unchanged."""
-    import random
 
     events = random_stream(random.Random(5), campaigns=1, size=150)
     campaign, org = events[0]["campaign_id"], events[0]["organization_id"]
@@ -107,22 +106,30 @@ async def test_batch_pages_follow_every_change_exactly(store: Store) -> None:
             assert listed == Expected(events[:n]).batches(campaign), f"after {n}"
 
 
-async def test_a_batch_edited_by_hand_renders_as_its_hash_says(store: Store) -> None:
-    """A value holding a separator character (an edit by hand) is rendered as stored,
-    never split into other fields."""
-    events = [entity_event("cmp_h", "org_h", "batch", 1, 1)]
-    await apply_events(store, [("t", 0, 0, parsed(events[0]))])
-    await store.register_campaigns({"cmp_h": "org_h"})
-    batch_key = keys.batch("cmp_h", events[0]["batch_id"])
-    await store.client.hset(batch_key, "created_at", "2026\x1fs\x1fcancelled")
+async def test_a_batch_not_yet_moved_renders_as_its_own_hash_says(store: Store) -> None:
+    """A batch still in a hash of its own (as batches were kept before the batches hash)
+    is listed and rendered from that hash, and moves into the batches hash unchanged when
+    the worker next changes it."""
+    events = random_stream(random.Random(8), campaigns=1, size=120)
+    campaign, org = events[0]["campaign_id"], events[0]["organization_id"]
+    await apply_events(store, [("t", 0, n, parsed(e)) for n, e in enumerate(events)])
+    await store.register_campaigns({campaign: org})
+    listed = [b["batch_id"] for b in await store.batches(campaign, limit=500)]
+    for batch_id in listed[::2]:
+        await batches.to_own_hash(store, campaign, batch_id)
+    headers = await auth(store, org)
     async with serve(store) as http:
-        response = await http.get(
-            "/api/v1/campaigns/cmp_h/batches", headers=await auth(store, "org_h")
-        )
-    assert response.status_code == 200
-    (batch,) = response.json()
-    assert batch["created_at"] == "2026\x1fs\x1fcancelled"
-    assert batch["status"] == Expected(events).batches("cmp_h")[0]["status"]
+        page = await http.get(f"/api/v1/campaigns/{campaign}/batches?limit=500", headers=headers)
+    assert page.status_code == 200
+    assert comparable_batches(page.json()) == Expected(events).batches(campaign)
+
+    contact = entity_event(campaign, org, "contact", 9999, 1)
+    contact["batch_id"] = listed[0]
+    await apply_events(store, [("t", 1, 0, parsed(contact))])
+    assert not await store.client.exists(keys.legacy_batch(campaign, listed[0]))
+    assert await store.client.exists(keys.legacy_batch(campaign, listed[2]))
+    got = comparable_batches(await store.batches(campaign, limit=500))
+    assert got == Expected([*events, contact]).batches(campaign)
 
 
 @pytest.mark.parametrize(

@@ -136,7 +136,7 @@ def test_dry_run_reports_hand_edits_and_the_run_repairs_them(
     client.hincrby(keys.stats(first), "contacts:completed", 5)
     client.hdel(keys.stats(second), "calls:completed")
     batch_id = expected.batches(first)[0]["batch_id"]
-    client.delete(keys.batch(first, batch_id))
+    client.hdel(keys.batches(first), batch_id)
     tokens = {org: token(infra, org) for org in set(expected.owner.values())}
     assert not matches(api_url, expected, tokens)
     before = {c: client.hgetall(keys.stats(c)) for c in expected.campaigns}

@@ -31,6 +31,7 @@ from processors.store.client import Store
 from processors.store.lua import RECOUNT_BEGIN, RECOUNT_STEP, campaign_keys
 from processors.store.slices import group
 from processors.tools.embedded import Valkey
+from tests import batches
 from tests.oracle import Expected, comparable_batches
 from tests.store.test_apply import apply_events
 from tests.streams import entity_event, parsed
@@ -97,7 +98,7 @@ async def assert_like_model(store: Store, model: CampaignState, *, timed: bool =
     counters |= {k: int(v) for k, v in stats.items() if k.startswith(("calls:", "batches:"))}
     assert counters == stats_counters(model)
     for batch_id, expected in batch_counters(model).items():
-        stored = await store.client.hgetall(keys.batch(CMP, batch_id))
+        stored = await batches.fields(store, CMP, batch_id)
         got = {
             k: int(v) for k, v in stored.items() if k.startswith(("known", "contacts:", "retry:"))
         }
@@ -233,8 +234,8 @@ async def test_a_recount_of_many_batches_compares_them_a_chunk_at_a_time(store: 
     await deliver(store, events, random.Random(4))
     assert await store.recount(CMP, dry_run=True) == []
     client = store.client
-    await client.hincrby(keys.batch(CMP, "btc_321"), "known", 2)
-    status = await client.hget(keys.batch(CMP, "btc_17"), "s")
+    await batches.change(store, CMP, "btc_321", known=2)
+    status = (await batches.fields(store, CMP, "btc_17"))["s"]
     await client.zrem(keys.batch_index(CMP, status), "btc_17")
     expected = {("btc_321", "known", "6", "4"), ("index:btc_17", status, "absent", "present")}
     for dry_run in (True, False):
@@ -255,8 +256,8 @@ async def write_legacy(store: Store, events: list[dict[str, Any]]) -> CampaignSt
     """A campaign as the fixed layout left it: states under plain ids with batch ids,
     counters and batches as they were."""
     model = model_of(events)
-    batches = [parsed(e) for e in events if e["event_type"] == "batch.upserted"]
-    await store.apply(group([("old", 0, n, e) for n, e in enumerate(batches)]), {("old", 0): 1})
+    upserts = [parsed(e) for e in events if e["event_type"] == "batch.upserted"]
+    await store.apply(group([("old", 0, n, e) for n, e in enumerate(upserts)]), {("old", 0): 1})
     client = store.client
     for contact_id, c in model.contacts.items():
         packed = f"{c.version}|{CONTACT_CODES[c.status]}|{c.retry_count}|{c.batch_id}"
@@ -271,7 +272,8 @@ async def write_legacy(store: Store, events: list[dict[str, Any]]) -> CampaignSt
     await client.hset(keys.stats(CMP), mapping=stats_counters(model))  # type: ignore[arg-type]
     for batch_id, fields in batch_counters(model).items():
         only_named = {"s": "pending", "v": 0} if model.batches[batch_id].version == 0 else {}
-        await client.hset(keys.batch(CMP, batch_id), mapping=only_named | fields)
+        row = await batches.fields(store, CMP, batch_id)
+        await batches.to_own_hash(store, CMP, batch_id, row | only_named | fields)
     for batch_id, batch in model.batches.items():
         if batch.version == 0:
             await client.zadd(keys.batch_index(CMP), {batch_id: float("inf")})

@@ -9,6 +9,7 @@ from typing import Any
 from processors.domain.contract import APPLIED, STALE
 from processors.store import keys
 from processors.store.client import Store
+from tests import batches
 from tests.store.test_apply import apply_events
 from tests.streams import entity_event, parsed
 
@@ -44,7 +45,7 @@ class Log:
 
 
 async def counters(store: Store, batch_id: str) -> dict[str, str]:
-    fields = await store.client.hgetall(keys.batch(CMP, batch_id))
+    fields = await batches.fields(store, CMP, batch_id)
     return {k: v for k, v in fields.items() if k.startswith(("known", "contacts:", "retry:"))}
 
 
@@ -81,7 +82,7 @@ async def test_a_contact_only_batch_goes_with_its_last_contact(store: Store) -> 
     assert await listed(store) == ["btc_x", "btc_y"]
     await log.apply(contact(2, 2, "btc_y", "failed"))
     assert await listed(store) == await listed(store, "pending") == ["btc_y"]
-    assert not await store.client.exists(keys.batch(CMP, "btc_x"))
+    assert not await batches.exists(store.client, CMP, "btc_x")
     stats = await store.stats(CMP)
     assert stats["batch_counts"]["pending"] == 1
     assert (await store.batches(CMP))[0]["total_contacts"] == 2
@@ -128,7 +129,7 @@ async def test_removing_the_last_contact_removes_a_contact_only_batch(store: Sto
     entities = [("c", keys.digest(cid)) for cid in ("con_1", "con_2")]
     assert await store.remove_entities(CMP, {"dialer.contacts:0": log.offset}, entities) == 2
     assert await listed(store) == ["btc_a"]
-    assert not await store.client.exists(keys.batch(CMP, "btc_x"))
+    assert not await batches.exists(store.client, CMP, "btc_x")
     assert (await store.stats(CMP))["batch_counts"] == {
         **dict.fromkeys(("pending", "paused", "completed", "cancelled", "expired"), 0),
         "in_progress": 1,
@@ -140,7 +141,7 @@ async def test_recount_drops_a_contact_only_batch_no_contact_names(store: Store)
     log = Log(store)
     await log.apply(contact(1, 1, "btc_x", "pending"), batch("btc_a", 1))
     client = store.client
-    await client.hset(keys.batch(CMP, "btc_z"), mapping={"s": "pending", "v": "0"})
+    await batches.write(client, CMP, "btc_z", {"s": "pending", "v": "0"})
     await client.zadd(keys.batch_index(CMP), {"btc_z": float("inf")})
     await client.zadd(keys.batch_index(CMP, "pending"), {"btc_z": float("inf")})
     await client.hincrby(keys.stats(CMP), "batches:pending", 1)
@@ -154,21 +155,25 @@ async def test_recount_drops_a_contact_only_batch_no_contact_names(store: Store)
     await store.recount(CMP, ids, dry_run=False)
     assert await listed(store) == ["btc_a", "btc_x"]
     assert await listed(store, "pending") == ["btc_x"]
-    assert not await client.exists(keys.batch(CMP, "btc_z"))
+    assert not await batches.exists(client, CMP, "btc_z")
     assert (await store.stats(CMP))["batch_counts"]["pending"] == 1
     assert await store.recount(CMP, ids, dry_run=True) == []
 
 
 async def test_recount_rescales_millisecond_scores(store: Store) -> None:
-    """Batch hashes written with millisecond scores (`cms`) get microsecond index scores."""
+    """Batch hashes written with millisecond scores (`cms`) get microsecond index scores,
+    and move into the batches hash."""
     log = Log(store)
     await log.apply(batch("btc_a", 1, "2026-05-01T08:00:00.002Z"))
-    key = keys.batch(CMP, "btc_a")
-    await store.client.hdel(key, "created_us")
-    await store.client.hset(key, "cms", "1777622400002")
+    row = await batches.fields(store, CMP, "btc_a")
+    del row["created_us"]
+    await batches.to_own_hash(store, CMP, "btc_a", {**row, "cms": "1777622400002"})
     await store.client.zadd(keys.batch_index(CMP), {"btc_a": 1777622400002})
     assert await store.recount(CMP, ["btc_a"], dry_run=False)
     assert await store.client.zscore(keys.batch_index(CMP), "btc_a") == 1777622400002000
+    assert not await store.client.exists(keys.legacy_batch(CMP, "btc_a"))
+    moved = await batches.fields(store, CMP, "btc_a")
+    assert moved == {**row, "created_us": "1777622400002000"}
 
 
 def _has(flat: list[str], quad: list[str]) -> bool:

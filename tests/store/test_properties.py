@@ -10,6 +10,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from processors.domain.batchstate import unpack_batch
 from processors.domain.contract import BATCH_STATUSES, REPLAYED, TENANT_MISMATCH
 from processors.domain.transitions import CampaignState, apply, batch_counters, stats_counters
 from processors.store import keys
@@ -92,10 +93,10 @@ def assert_model(state: dict[str, Any], model: CampaignState) -> None:
     """Counter hashes and indexes are what the pure model implies."""
     counters = {k: int(v) for k, v in state[keys.stats(CAMPAIGN)].items() if k != "org"}
     assert counters == stats_counters(model)
-    prefix = keys.batch(CAMPAIGN, "")
-    assert {k for k in state if k.startswith(prefix)} == {prefix + b for b in model.batches}
+    packed = state.get(keys.batches(CAMPAIGN), {})
+    assert set(packed) == set(model.batches)
     for batch_id, expected in batch_counters(model).items():
-        stored = state[prefix + batch_id].items()
+        stored = unpack_batch(packed[batch_id]).items()
         assert {k: int(v) for k, v in stored if k.startswith(BATCH_COUNTERS)} == expected
     inf = float("inf")
     order = sorted(model.batches, key=lambda b: (model.batches[b].created_us or inf, b))

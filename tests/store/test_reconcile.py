@@ -20,6 +20,7 @@ from processors.settings import Settings
 from processors.store import keys
 from processors.store.client import Store, connect
 from processors.store.slices import encode_repair
+from tests import batches
 from tests.oracle import Expected, check_invariants, comparable_batches
 from tests.store.test_apply import apply_events, assert_matches
 from tests.streams import random_stream
@@ -111,10 +112,10 @@ async def corrupt(store: Store, rng: random.Random) -> None:
     await client.delete(*rng.sample(buckets, min(3, len(buckets) - 1) or 1))
     records = [k async for k in client.scan_iter(match=keys.record_bucket("cmp_0", 0)[:-1] + "*")]
     await client.delete(rng.choice(records))
-    await client.delete(keys.batch("cmp_0", "btc_1"))
+    await client.hdel(keys.batches("cmp_0"), "btc_1")
     await client.zrem(keys.batch_index("cmp_1"), "btc_2")
     await put_contact(store, "cmp_0", "con_ghost", "3|a|0|btc_1")
-    await client.hincrby(keys.batch("cmp_0", "btc_1"), "contacts:pending", 1)
+    await batches.change(store, "cmp_0", "btc_1", contacts_pending=1)
 
 
 async def test_corruption_is_reported_by_dry_run_and_repaired(store: Store) -> None:

@@ -10,6 +10,7 @@ from processors.domain.contract import BATCH_STATUSES
 from processors.reconcile.runner import Reconciler
 from processors.store import keys
 from processors.store.client import Store
+from tests import batches
 from tests.store.test_apply import apply_events
 from tests.store.test_reconcile import ListSource, load
 from tests.streams import parsed
@@ -54,11 +55,9 @@ async def to_old_layout(store: Store, batch_id: str) -> None:
     """Rewrite a batch as the millisecond-layout worker left it: `cms` in the hash, index
     scores (all batches and its status) in milliseconds."""
     client = store.client
-    key = keys.batch(CMP, batch_id)
-    row = await client.hgetall(key)
-    ms = int(row["created_us"]) // 1000
-    await client.hdel(key, "created_us")
-    await client.hset(key, "cms", ms)
+    row = await batches.fields(store, CMP, batch_id)
+    ms = int(row.pop("created_us")) // 1000
+    await batches.to_own_hash(store, CMP, batch_id, {**row, "cms": ms})
     await client.zadd(keys.batch_index(CMP), {batch_id: ms}, xx=True)
     await client.zadd(keys.batch_index(CMP, row["s"]), {batch_id: ms}, xx=True)
 
@@ -110,8 +109,9 @@ async def test_reconcile_migrates_the_millisecond_layout(store: Store) -> None:
     assert dict(after[None])["btc_old_a"] == 1717200000001000
     assert after["completed"] == [("btc_old_a", 1717200000001000)]
     for batch_id in ("btc_old_a", "btc_old_b"):
-        row = await store.client.hgetall(keys.batch(CMP, batch_id))
-        assert "cms" not in row and int(row["created_us"]) == dict(after[None])[batch_id]
+        assert not await store.client.exists(keys.legacy_batch(CMP, batch_id))  # moved
+        row = await batches.fields(store, CMP, batch_id)
+        assert int(row["created_us"]) == dict(after[None])[batch_id]
 
     (again,) = (await Reconciler(store, source).run()).campaigns
     assert (again.batches_migrated, again.drift) == (0, 0)
@@ -137,9 +137,12 @@ async def test_a_batch_event_migrates_the_batch_it_touches(store: Store) -> None
     newer = parsed(batch_event(4, "btc_y", "2024-06-01T00:00:00.004Z", 2, status="in_progress"))
     assert await apply_events(store, [("t", 0, 3, stale), ("t", 0, 4, newer)]) == [[2, 0]]
 
-    x, y, z = await store.hashes([keys.batch(CMP, b) for b in ("btc_x", "btc_y", "btc_z")])
-    assert "cms" not in x and x["created_us"] == "1717200000005000" and x["v"] == "2"
-    assert "cms" not in y and y["created_us"] == "1717200000004000" and y["s"] == "in_progress"
+    x, y = [await batches.fields(store, CMP, b) for b in ("btc_x", "btc_y")]
+    assert x["created_us"] == "1717200000005000" and x["v"] == "2"
+    assert y["created_us"] == "1717200000004000" and y["s"] == "in_progress"
+    own = [keys.legacy_batch(CMP, b) for b in ("btc_x", "btc_y", "btc_z")]
+    assert [await store.client.exists(k) for k in own] == [0, 0, 1]  # x and y moved
+    z = await store.client.hgetall(own[2])
     assert z["cms"] == "1717200000006" and "created_us" not in z  # untouched: reconcile's
     all_scores = dict((await scores(store))[None])
     assert all_scores == {

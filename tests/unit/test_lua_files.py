@@ -11,7 +11,7 @@ import pytest
 from processors.store import lua
 
 ROOT = Path(__file__).resolve().parents[2]
-SHARED = ("prelude", "count_buckets", "compare")
+SHARED = ("batch_codec", "prelude", "count_buckets", "compare")
 
 
 def top_level_names(text: str) -> list[str]:

@@ -7,12 +7,21 @@ from datetime import UTC, datetime, timedelta, timezone
 from hypothesis import given
 from hypothesis import strategies as st
 
+from processors.domain.batchstate import unpack_batch
 from processors.domain.events import BatchUpserted
 from processors.domain.times import epoch_us
 from processors.store.lua import FIELD_SEP
 from processors.store.slices import Slice, encode
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def base36(n: int) -> str:
+    digits = ""
+    while n:
+        n, r = divmod(n, 36)
+        digits = "0123456789abcdefghijklmnopqrstuvwxyz"[r] + digits
+    return digits or "0"
 
 
 # the zones ISO-8601 can write: fixed offsets
@@ -44,4 +53,8 @@ def test_a_batch_event_carries_its_microsecond_score() -> None:
     _, argv = encode(Slice("cmp", [("t", 0, 5, event)]), {("t", 0): 1})
     assert argv[:3] == ["1", "t:0", "1"]
     fields = argv[3].split(FIELD_SEP)
-    assert fields[9:11] == ["2026-05-01T08:00:00.000007Z", "1777622400000007"]
+    # created_at travels as its score alone: the stored state shows it from that
+    assert fields[9:11] == ["", "1777622400000007"]
+    assert unpack_batch("a|1|3|" + base36(1777622400000007) + "|||")["created_at"] == (
+        "2026-05-01T08:00:00.000007Z"
+    )

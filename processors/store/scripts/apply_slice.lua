@@ -10,7 +10,7 @@
 --             kind (b|c|r), entity (batch: its id; contact, record: keys.digest of the id),
 --             keys.bucket_hash of the digest (contacts, records), status code or name,
 --             number (total_contacts | retry_count | follow-up flag), extra (batch:
---             created_at ISO; contact: batch_id; record: duration in ms), score (batch:
+--             empty; contact: batch_id; record: duration in ms), score (batch:
 --             created_at in microseconds since the epoch), occurred_at ms
 -- Returns     one outcome code per event: 0 applied, 1 replayed (at or below the fence),
 --             2 stale or duplicate version, 3 tenant mismatch -- also for a replayed event:
@@ -19,10 +19,10 @@
 -- Tallies     `events:<outcome>` in the stats hash, by the outcome of each offset's first
 --             delivery: a replay counts as `events:replayed` only, whatever code it returns.
 --
--- Batch state: hash `s` status, `v` version (0: known only from contacts), `total`,
--- `created_at` (ISO, UTC), `created_us` (the index score), `known` contacts, counters.
--- A batch event (applied or stale) rewrites a hash of the millisecond layout (`cms`, see
--- migrate_score); contact events leave that to RECOUNT.
+-- Batch state (batch_codec.lua): `s` status, `v` version (0: known only from contacts),
+-- `total`, `created_us` (created_at, the index score), `known` contacts, counters. A batch
+-- this call reads from a hash of its own is moved into `bt` (with a hash of the
+-- millisecond layout, `cms`, its index scores: see migrate_score).
 -- A newer contact version naming another batch moves the contact: its status and retry
 -- bucket, and `known`, leave the old batch's counters and join the new one's.
 local nf = tonumber(ARGV[1])
@@ -31,39 +31,36 @@ local repair = nf == 0
 -- next one starts; one anchored find per event, instead of splitting the events apart first
 local EVENT = '^' .. string.rep('([^\31\30]*)\31', FIELDS_PER_EVENT - 1) .. '([^\31\30]*)(\30?)()'
 
-local function ensure_batch(bkey, batch_id)
-  if redis.call('HSETNX', bkey, 's', 'pending') == 1 then
-    redis.call('HSET', bkey, 'v', 0)
+local function ensure_batch(batch_id)
+  local t = batch_state(batch_id) or new_batch(batch_id)
+  if not t.s then
+    t.s, t.v = 'pending', '0'
+    batch_changed(batch_id)
     bump(STATS, 'batches:pending', 1)
     redis.call('ZADD', BIDX, '+inf', batch_id)
     redis.call('ZADD', KEYS[BIDX_BY_STATUS['pending']], '+inf', batch_id)
   end
 end
 
-local function apply_batch(batch_id, ver, ver_s, status, total, created_at, score)
-  local bkey = BATCH_PREFIX .. batch_id
-  local cur = redis.call('HMGET', bkey, 's', 'v', 'created_us', 'cms')
-  if cur[4] then
-    if cur[3] then
-      redis.call('HDEL', bkey, 'cms')
-    else
-      migrate_score(bkey, batch_id, cur[1], cur[4])
-    end
+local function apply_batch(batch_id, ver, ver_s, status, total, score)
+  local t = batch_state(batch_id)
+  if t and t.cms then migrate_score(batch_id, t) end
+  if t and t.s then
+    if ver <= tonumber(t.v) then return 2 end
+    bump(STATS, 'batches:' .. t.s, -1)
+    redis.call('ZREM', KEYS[BIDX_BY_STATUS[t.s]], batch_id)
   end
-  if cur[1] then
-    if ver <= tonumber(cur[2]) then return 2 end
-    bump(STATS, 'batches:' .. cur[1], -1)
-    redis.call('ZREM', KEYS[BIDX_BY_STATUS[cur[1]]], batch_id)
-  end
-  redis.call('HSET', bkey, 's', status, 'v', ver_s, 'total', total, 'created_at', created_at,
-    'created_us', score)
+  t = t or new_batch(batch_id)
+  t.s, t.v, t.total, t.created_us = status, ver_s, total, score
+  batch_changed(batch_id)
   bump(STATS, 'batches:' .. status, 1)
   redis.call('ZADD', BIDX, score, batch_id)
   redis.call('ZADD', KEYS[BIDX_BY_STATUS[status]], score, batch_id)
   return 0
 end
 
--- batches a contact left in this call: dropped at the end if nothing names them any more
+-- batches a contact left in this call (id -> true): dropped at the end if nothing names
+-- them any more
 -- (deferred so that a batch emptied and refilled within the slice is left alone)
 local left = {}
 
@@ -77,23 +74,22 @@ local function apply_contact(digest, h, ver, ver_s, code, retry, batch_id, occur
     if old_minute then progress_delta(old_bn, old_minute, -1) end
   end
   -- numbered only now: a stale event naming an unknown batch leaves no number behind
-  local bn, bkey = batch_number(batch_id), BATCH_PREFIX .. batch_id
+  local bn = batch_number(batch_id)
   if cur then
     if old_bn == bn then
-      contact_delta(bn, bkey, c, r, -1, mirror)
+      contact_delta(bn, batch_id, c, r, -1, mirror)
     else
       local old_id = batch_id_of(old_bn)
-      local old = BATCH_PREFIX .. old_id
-      contact_delta(old_bn, old, c, r, -1, mirror)
-      tally(old, old_bn, 'known', -1, mirror)
-      left[old_id] = old
-      ensure_batch(bkey, batch_id)
-      tally(bkey, bn, 'known', 1, mirror)
+      contact_delta(old_bn, old_id, c, r, -1, mirror)
+      batch_tally(old_id, old_bn, 'known', -1, mirror)
+      left[old_id] = true
+      ensure_batch(batch_id)
+      batch_tally(batch_id, bn, 'known', 1, mirror)
     end
   else
-    ensure_batch(bkey, batch_id)
-    tally(bkey, bn, 'known', 1, mirror)
-    tally(STATS, nil, 'contacts', 1, mirror)
+    ensure_batch(batch_id)
+    batch_tally(batch_id, bn, 'known', 1, mirror)
+    tally('contacts', 1, mirror)
   end
   local packed = ver_s .. '|' .. code .. '|' .. retry .. '|' .. bn
   if TERMINAL[code] then
@@ -102,7 +98,7 @@ local function apply_contact(digest, h, ver, ver_s, code, retry, batch_id, occur
     progress_delta(bn, minute, 1)
   end
   redis.call('HSET', skey, digest, packed)
-  contact_delta(bn, bkey, code, retry, 1, mirror)
+  contact_delta(bn, batch_id, code, retry, 1, mirror)
   if not cur then resize('c', t, 1) end
   return 0
 end
@@ -175,7 +171,7 @@ while at <= size do
     if event_org ~= org then
       code = 3
     elseif kind == 'b' then
-      code = apply_batch(id, ver, ver_s, status, num, extra, score)
+      code = apply_batch(id, ver, ver_s, status, num, score)
     elseif kind == 'c' then
       code = apply_contact(id, h, ver, ver_s, status, num, extra, occurred_s)
     else

@@ -1,11 +1,11 @@
--- BATCH_HASHES: some batch hashes with their DUMPs, each pair read at one instant.
+-- BATCH_HASHES: the states of some batches of one campaign (read only).
 --
--- KEYS        the batch hashes (`keys.batch`), all of one campaign
--- Returns     per key: its DUMP (as BATCH_PAGE) and its HGETALL pairs (a flat array): the
---             JSON rendered from the pairs is kept under the DUMP read with them.
+-- KEYS[1]     the campaign's batches hash (`keys.batches`)
+-- ARGV        batch ids
+-- Returns     per batch its packed state (batch_codec.lua), '' for none: read from `bt`,
+--             or from the batch's own hash where it is not moved yet
 local out = {}
-for i, key in ipairs(KEYS) do
-  out[2 * i - 1] = redis.call('DUMP', key) or ''
-  out[2 * i] = redis.call('HGETALL', key)
+for i, id in ipairs(ARGV) do
+  out[i] = packed_batch(KEYS[1], id) or ''
 end
 return out

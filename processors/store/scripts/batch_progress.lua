@@ -1,10 +1,11 @@
--- BATCH_PROGRESS: a batch's hash and its contacts that became terminal in some minutes.
+-- BATCH_PROGRESS: a batch's state and its contacts that became terminal in some minutes.
 --
--- KEYS[1]     the batch hash (`keys.batch`); KEYS[2] the layout (`keys.layout`); KEYS[3..]
---             progress hashes (`keys.progress`), all of one campaign
+-- KEYS[1]     the batches hash (`keys.batches`); KEYS[2] the layout (`keys.layout`);
+--             KEYS[3..] progress hashes (`keys.progress`), all of one campaign
 -- ARGV[1]     the batch id; then per progress hash: how many minutes, and those minutes of
 --             the hour
--- Returns     {the batch hash's HGETALL pairs, contacts that became terminal in the minutes}
+-- Returns     {the batch's packed state (batch_codec.lua) or '', contacts that became
+--             terminal in the minutes}
 local n = redis.call('HGET', KEYS[2], 'b:' .. ARGV[1])
 local count, at = 0, 2
 for k = 3, #KEYS do
@@ -18,4 +19,4 @@ for k = 3, #KEYS do
   end
   at = at + minutes + 1
 end
-return {redis.call('HGETALL', KEYS[1]), count}
+return {packed_batch(KEYS[1], ARGV[1]) or '', count}

@@ -36,10 +36,10 @@ local function drift(scope, field, found, want)
   report(scope, field, found, want)
 end
 
--- Compare the counter fields of `key` with the shadow's (`prefix` .. field there); `names`
--- are the shadow's fields for it from the caller's scan.
-local function reconcile_hash(key, scope, prefix, names, is_counter)
-  local flat = redis.call('HGETALL', key)
+-- Compare counter fields with the shadow's (`prefix` .. field there): `flat` the fields
+-- held (HGETALL pairs), `names` the shadow's fields for them from the caller's scan, `set`
+-- what writes a corrected counter (0: remove it).
+local function reconcile_counters(flat, scope, prefix, names, is_counter, set)
   local found, fields = {}, {}
   for j = 1, #flat, 2 do
     if is_counter(flat[j]) then
@@ -59,9 +59,7 @@ local function reconcile_hash(key, scope, prefix, names, is_counter)
     local f = found[field]
     if tonumber(f or '0') ~= e then
       drift(scope, field, f or 0, e)
-      if not dry then
-        if e == 0 then redis.call('HDEL', key, field) else redis.call('HSET', key, field, e) end
-      end
+      if not dry then set(field, e) end
     elseif census and f then
       report(scope, field, f, e)
     end

@@ -1,19 +1,17 @@
 -- Shared by every script that takes `campaign_keys` in KEYS: key layout, status tables,
 -- linear hashing, the shadow of a running recount and the exact counter transitions.
--- The constants it names (CONTACT, LOAD, BATCH_PART, ...) come first, from lua.py.
+-- The constants it names (CONTACT, LOAD, BATCH_PART, ...) come first, from lua.py, then
+-- batch_codec.lua.
 local STATS, FENCE, LAYOUT, SHADOW, BIDX = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 -- table.unpack: Lua 5.2 and later (fakeredis runs one); valkey has the 5.1 global
 local unpack = unpack or table.unpack  -- luacheck: ignore 143
 local TAG = string.sub(STATS, 1, #STATS - #STATS_PART)
-local BATCH_PREFIX = TAG .. BATCH_PART
+local BATCHES, LEGACY_BATCH_PREFIX = TAG .. BATCHES_PART, TAG .. BATCH_PART
+local CALL_FIELD = {}
+for code, name in pairs(CALL) do CALL_FIELD[code] = 'calls:' .. name end
 local BUCKET_PREFIX = {
   c = TAG .. CONTACT_BUCKET_PART, r = TAG .. RECORD_BUCKET_PART
 }
-
--- counter field names by status code, made once per call instead of once per event
-local CONTACT_FIELD, CALL_FIELD = {}, {}
-for code, name in pairs(CONTACT) do CONTACT_FIELD[code] = 'contacts:' .. name end
-for code, name in pairs(CALL) do CALL_FIELD[code] = 'calls:' .. name end
 
 -- Counter deltas are summed per (key, field) and written once by flush_bumps(): a slice
 -- of many events touches the same few counters. Counters are never read by the scripts.
@@ -50,26 +48,102 @@ local function shadow()
   return shadow_at
 end
 
--- A counter change: to the counter, and to the shadow when the entity's bucket is counted
--- already (`mirror`). Batch counters are named in the shadow by batch number: `n>field`.
-local function tally(key, bn, field, by, mirror)
-  bump(key, field, by)
-  if mirror then bump(SHADOW, bn and (bn .. '>' .. field) or field, by) end
+-- Batches, read once per call into `batch_cache` (batch id -> state table, false: none),
+-- changed there and written by flush_batches(). A batch still in a hash of its own
+-- (`b:<id>`) is read from it, and moved into `bt` when the call's changes are written.
+local batch_cache, batch_dirty, batch_order, batch_moved = {}, {}, {}, {}
+local function batch_changed(batch_id)
+  if not batch_dirty[batch_id] then
+    batch_dirty[batch_id] = true
+    batch_order[#batch_order + 1] = batch_id
+  end
 end
 
-local function contact_delta(bn, bkey, code, retry, by, mirror)
+local function batch_state(batch_id)
+  local t = batch_cache[batch_id]
+  if t == nil then
+    local packed = redis.call('HGET', BATCHES, batch_id)
+    if packed then
+      t = unpack_batch(packed)
+    else
+      t = legacy_batch(LEGACY_BATCH_PREFIX .. batch_id) or false
+      if t then
+        batch_moved[batch_id] = true
+        batch_changed(batch_id)
+      end
+    end
+    batch_cache[batch_id] = t
+  end
+  return t or nil
+end
+
+local function new_batch(batch_id)
+  local t = {}
+  batch_cache[batch_id] = t
+  batch_changed(batch_id)
+  return t
+end
+
+local function delete_batch(batch_id)
+  batch_cache[batch_id] = false
+  batch_changed(batch_id)
+end
+
+-- Index scores were milliseconds before commit a3f5d3d, kept in the batch hash as `cms`;
+-- they are microseconds now, kept as `created_us`. A batch read with `cms` alone
+-- (legacy_batch: `created_us` = `cms` * 1000) gives the index entries it has that score
+-- (none is added).
+local function migrate_score(batch_id, t)
+  redis.call('ZADD', BIDX, 'XX', t.created_us, batch_id)
+  if t.s then redis.call('ZADD', KEYS[BIDX_BY_STATUS[t.s]], 'XX', t.created_us, batch_id) end
+  t.cms = nil
+  batch_changed(batch_id)
+end
+
+local function flush_batches()
+  for _, batch_id in ipairs(batch_order) do
+    local t = batch_cache[batch_id]
+    if t and t.cms then migrate_score(batch_id, t) end
+    local packed = t and pack_batch(t) or EMPTY_BATCH
+    if packed == EMPTY_BATCH then
+      redis.call('HDEL', BATCHES, batch_id)
+    else
+      redis.call('HSET', BATCHES, batch_id, packed)
+    end
+    if batch_moved[batch_id] then redis.call('DEL', LEGACY_BATCH_PREFIX .. batch_id) end
+  end
+  batch_dirty, batch_order, batch_moved = {}, {}, {}
+end
+
+-- A counter change: to the campaign's counter, and to the shadow when the entity's bucket
+-- is counted already (`mirror`).
+local function tally(field, by, mirror)
+  bump(STATS, field, by)
+  if mirror then bump(SHADOW, field, by) end
+end
+
+-- The same for a batch's counter (named in the shadow by batch number: `n>field`).
+local function batch_tally(batch_id, bn, field, by, mirror)
+  local t = batch_state(batch_id) or new_batch(batch_id)
+  local n = (t[field] or 0) + by
+  t[field] = n ~= 0 and n or nil
+  batch_changed(batch_id)
+  if mirror then bump(SHADOW, bn .. '>' .. field, by) end
+end
+
+local function contact_delta(bn, batch_id, code, retry, by, mirror)
   local name = CONTACT_FIELD[code]
-  tally(STATS, nil, name, by, mirror)
-  tally(bkey, bn, name, by, mirror)
+  tally(name, by, mirror)
+  batch_tally(batch_id, bn, name, by, mirror)
   if CONTACT[code] == 'retrying' then
-    tally(STATS, nil, 'retry:' .. retry, by, mirror)
-    tally(bkey, bn, 'retry:' .. retry, by, mirror)
+    tally('retry:' .. retry, by, mirror)
+    batch_tally(batch_id, bn, 'retry:' .. retry, by, mirror)
   end
 end
 
 local function record_delta(code, follow_up, by, mirror)
-  tally(STATS, nil, CALL_FIELD[code], by, mirror)
-  if follow_up == '1' then tally(STATS, nil, 'calls:follow_up', by, mirror) end
+  tally(CALL_FIELD[code], by, mirror)
+  if follow_up == '1' then tally('calls:follow_up', by, mirror) end
 end
 
 -- `version|code|retry|batch number`, then (a terminal status, since batch progress)
@@ -89,18 +163,6 @@ local function parse_record(packed)
   local v, c, f, rest = string.match(packed, '^(%d+)|(%a)|(%d)(.*)$')
   local m, d = string.match(rest, '^|(%w+)|(%w+)$')
   return v, c, f, m and tonumber(m, 36), d and tonumber(d, 36)
-end
-
-local DIGITS = '0123456789abcdefghijklmnopqrstuvwxyz'
-local function base36(n)
-  if n == 0 then return '0' end
-  local out = ''
-  while n > 0 do
-    local r = n % 36
-    out = string.sub(DIGITS, r + 1, r + 1) .. out
-    n = (n - r) / 36
-  end
-  return out
 end
 
 -- a slice's events fall in few minutes: each minute's digits are worked out once per call
@@ -388,40 +450,26 @@ local function locate(kind, h)
 end
 
 -- A batch known only from its contacts (version 0, no batch.upserted) exists while a
--- contact names it. Once the last one moved away or was removed it goes -- hash, index
+-- contact names it. Once the last one moved away or was removed it goes -- state, index
 -- entries, `batches:pending` -- as if never seen: the final state must be the same in any
--- delivery order. Called after flush_bumps(), when `known` is final; flush again after.
-local function drop_if_unnamed(bkey, batch_id)
-  local meta = redis.call('HMGET', bkey, 's', 'v', 'known')
-  local s = meta[1]
-  if s and tonumber(meta[2] or '0') == 0 and tonumber(meta[3] or '0') <= 0 then
-    redis.call('DEL', bkey)
+-- delivery order. Called once the call's counter changes are made, when `known` is final.
+local function drop_if_unnamed(batch_id)
+  local t = batch_state(batch_id)
+  if t and t.s and tonumber(t.v or '0') == 0 and (t.known or 0) <= 0 then
+    delete_batch(batch_id)
     redis.call('ZREM', BIDX, batch_id)
-    redis.call('ZREM', KEYS[BIDX_BY_STATUS[s]], batch_id)
-    bump(STATS, 'batches:' .. s, -1)
+    redis.call('ZREM', KEYS[BIDX_BY_STATUS[t.s]], batch_id)
+    bump(STATS, 'batches:' .. t.s, -1)
   end
 end
 
--- Index scores were milliseconds before commit a3f5d3d, kept in the batch hash as `cms`;
--- they are microseconds now, kept as `created_us`. A hash still holding `cms` (and no
--- `created_us`) is rewritten: `created_us` = `cms` * 1000, and the index entries the batch
--- has take that score (none is added). Returns the score.
-local function migrate_score(bkey, batch_id, s, cms)
-  local score = cms .. '000'
-  redis.call('HSET', bkey, 'created_us', score)
-  redis.call('HDEL', bkey, 'cms')
-  redis.call('ZADD', BIDX, 'XX', score, batch_id)
-  if s then redis.call('ZADD', KEYS[BIDX_BY_STATUS[s]], 'XX', score, batch_id) end
-  return score
-end
-
--- Everything a call changed, written: series, counters, batches no contact names any
--- more (and then their counters), progress expiries, layouts. `left`: batch id -> hash.
+-- Everything a call changed, written: series, batches no contact names any more, counters,
+-- batches, progress expiries, layouts. `left`: batch ids a contact left.
 local function write_all(left)
   flush_series()
+  for batch_id in pairs(left) do drop_if_unnamed(batch_id) end
   flush_bumps()
-  for batch_id, bkey in pairs(left) do drop_if_unnamed(bkey, batch_id) end
-  flush_bumps()
+  flush_batches()
   flush_progress()
   save_layouts()
 end

@@ -5,10 +5,11 @@
 --
 -- ARGV[3]     shadow expiry in ms
 -- ARGV[4..]   per batch: its id, the number k of shadow fields named, then those k names
---             A batch with contacts but no hash is known only from them (made pending); one
---             known only from contacts that none names any more is gone (reported as its
---             `s` found, '' expected), as APPLY_SLICE would have left it. A batch hash of
---             the millisecond layout (`cms`) is rewritten (migrate_score) and reported as
+--             A batch with contacts but no state is known only from them (made pending);
+--             one known only from contacts that none names any more is gone (reported as
+--             its `s` found, '' expected), as APPLY_SLICE would have left it. A batch still
+--             in a hash of its own is moved into `bt`; one of the millisecond layout
+--             (`cms`) gets microsecond index scores (migrate_score) and is reported as
 --             ('migrated', batch id, cms, created_us), not as drift; a dry run reports it
 --             alone and takes the index's millisecond score for a right one.
 local function same_score(at, score)
@@ -24,31 +25,31 @@ while i <= #ARGV do
   local names = {}
   for j = 1, k do names[j] = ARGV[i + 1 + j] end
   i = i + 2 + k
-  local key = BATCH_PREFIX .. batch_id
   local n = redis.call('HGET', LAYOUT, 'b:' .. batch_id)
   local prefix = (n or 'none') .. '>'
   local named = n and tonumber(redis.call('HGET', SHADOW, prefix .. 'known') or '0') > 0
-  local meta = redis.call('HMGET', key, 's', 'v', 'created_us', 'cms')
-  local s = meta[1]
-  local score, legacy = meta[3], nil
-  if meta[4] and score then
-    if not dry then redis.call('HDEL', key, 'cms') end
-  elseif meta[4] then
-    legacy = meta[4]
-    score = legacy .. '000'
+  local t = batch_state(batch_id) or {}
+  local s = t.s
+  local score, legacy = t.created_us, nil
+  if t.cms then
+    legacy = t.cms
     report('migrated', batch_id, legacy, score)
-    if not dry then migrate_score(key, batch_id, s, legacy) end
+    if not dry then migrate_score(batch_id, t) end
   end
   local gone = false
   if not s and named then
     s, score = 'pending', '+inf'
     drift(batch_id, 's', '', 'pending')
-    if not dry then redis.call('HSET', key, 's', 'pending', 'v', 0) end
-  elseif s and not named and tonumber(meta[2] or '0') == 0 then
+    if not dry then
+      t = batch_state(batch_id) or new_batch(batch_id)
+      t.s, t.v = 'pending', '0'
+      batch_changed(batch_id)
+    end
+  elseif s and not named and tonumber(t.v or '0') == 0 then
     drift(batch_id, 's', s, '')
     gone = true
     if not dry then
-      redis.call('DEL', key)
+      delete_batch(batch_id)
       redis.call('ZREM', BIDX, batch_id)
       for _, slot in pairs(BIDX_BY_STATUS) do redis.call('ZREM', KEYS[slot], batch_id) end
     end
@@ -75,8 +76,24 @@ while i <= #ARGV do
       end
     end
   end
-  if not gone then reconcile_hash(key, batch_id, prefix, names, batch_counter) end
+  if not gone then
+    local flat, fields = {}, {}
+    for field in pairs(t) do
+      if batch_counter(field) then fields[#fields + 1] = field end
+    end
+    table.sort(fields)
+    for _, field in ipairs(fields) do
+      flat[#flat + 1] = field
+      flat[#flat + 1] = integer(t[field])
+    end
+    reconcile_counters(flat, batch_id, prefix, names, batch_counter, function(field, e)
+      local state = batch_state(batch_id) or new_batch(batch_id)
+      state[field] = e ~= 0 and e or nil
+      batch_changed(batch_id)
+    end)
+  end
 end
+if not dry then flush_batches() end
 redis.call('PEXPIRE', SHADOW, ARGV[3])
 if fixes > 0 and not dry then redis.call('HINCRBY', STATS, 'rev', 1) end
 return out

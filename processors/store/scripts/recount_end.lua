@@ -17,7 +17,10 @@ local na = tonumber(ARGV[3])
 for i = 0, na - 1 do adjust[ARGV[4 + 2 * i]] = tonumber(ARGV[5 + 2 * i]) end
 local names = {}
 for i = 4 + 2 * na, #ARGV do names[#names + 1] = ARGV[i] end
-reconcile_hash(STATS, 'stats', '', names, stats_counter)
+reconcile_counters(redis.call('HGETALL', STATS), 'stats', '', names, stats_counter,
+  function(field, e)
+    if e == 0 then redis.call('HDEL', STATS, field) else redis.call('HSET', STATS, field, e) end
+  end)
 local counts = redis.call('HGETALL', STATS)
 local batches = {}
 for j = 1, #counts, 2 do

@@ -29,12 +29,11 @@ for i = 2 + 2 * p, #ARGV, 2 do
       if kind == 'c' then
         local v, c, r, bn, minute = parse_contact(cur)
         local batch_id = batch_id_of(bn)
-        local bkey = BATCH_PREFIX .. batch_id
         if minute then progress_delta(bn, minute, -1) end
-        tally(STATS, nil, 'contacts', -1, mirror)
-        tally(bkey, bn, 'known', -1, mirror)
-        contact_delta(bn, bkey, c, r, -1, mirror)
-        left[batch_id] = bkey
+        tally('contacts', -1, mirror)
+        batch_tally(batch_id, bn, 'known', -1, mirror)
+        contact_delta(bn, batch_id, c, r, -1, mirror)
+        left[batch_id] = true
       else
         local v, c, f, m, d = parse_record(cur)
         record_delta(c, f, -1, mirror)
@@ -43,11 +42,11 @@ for i = 2 + 2 * p, #ARGV, 2 do
       resize(kind, t, -1)
     end
   else
-    local key = BATCH_PREFIX .. id
-    local s = redis.call('HGET', key, 's')
+    local t = batch_state(id)
+    local s = t and t.s
     if s then
       bump(STATS, 'batches:' .. s, -1)
-      redis.call('DEL', key)
+      delete_batch(id)
       redis.call('ZREM', BIDX, id)
       redis.call('ZREM', KEYS[BIDX_BY_STATUS[s]], id)
       removed = removed + 1
