@@ -356,8 +356,11 @@ def _bumped(packed: str, by: int) -> str:
 def _change(redis_url: str, campaign_id: str, per_second: int, stop: Any) -> None:
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     stats, batches = keys.stats(campaign_id), keys.batches(campaign_id)
-    listed: list[str] = client.zrange(keys.batch_index(campaign_id), 0, 49)  # type: ignore[assignment]
-    states: list[str] = client.hmget(batches, listed)  # type: ignore[assignment]
+    first: list[str] = client.zrange(keys.batch_index(campaign_id), 0, 49)  # type: ignore[assignment]
+    found: list[str | None] = client.hmget(batches, first)  # type: ignore[assignment]
+    # the batches of the first page that are in the batches hash (the bench writes them so)
+    listed = [b for b, state in zip(first, found, strict=True) if state]
+    states = [state for state in found if state]
     tick = 0
     try:
         while not stop.wait(1 / per_second):

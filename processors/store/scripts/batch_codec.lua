@@ -51,12 +51,14 @@ local function pack_batch(t)
     local n = t[CONTACT_FIELD[code]]
     if n and n ~= 0 then counts[#counts + 1] = code .. integer(n) end
   end
+  -- retry counts sorted by value, written as they were named (a double of 10^14 or more
+  -- would print in exponent form)
   for field, n in pairs(t) do
     local r = string.match(field, '^retry:(%d+)$')
-    if r and n ~= 0 then order[#order + 1] = tonumber(r) end
+    if r and n ~= 0 then order[#order + 1] = {tonumber(r), r, n} end
   end
-  table.sort(order)
-  for i, r in ipairs(order) do retries[i] = r .. ':' .. integer(t['retry:' .. r]) end
+  table.sort(order, function(a, b) return a[1] < b[1] or (a[1] == b[1] and a[2] < b[2]) end)
+  for i, e in ipairs(order) do retries[i] = e[2] .. ':' .. integer(e[3]) end
   local created = ''
   if t.created_us then
     local us = tonumber(t.created_us)
