@@ -44,7 +44,6 @@ end
 
 local function apply_batch(batch_id, ver, ver_s, status, total, score)
   local t = batch_state(batch_id)
-  if t and t.cms then migrate_score(batch_id, t) end
   if t and t.s then
     if ver <= tonumber(t.v) then return 2 end
     bump(STATS, 'batches:' .. t.s, -1)

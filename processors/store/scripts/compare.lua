@@ -23,7 +23,7 @@ local out = {0}
 local fixes = 0
 -- numbers as integers (tostring would round past 14 digits, in exponent form)
 local function text(x)
-  return type(x) == 'number' and string.format('%d', x) or tostring(x)
+  return type(x) == 'number' and integer(x) or tostring(x)
 end
 local function report(scope, field, found, want)
   out[#out + 1] = scope

@@ -92,12 +92,11 @@ end
 -- Index scores were milliseconds before commit a3f5d3d, kept in the batch hash as `cms`;
 -- they are microseconds now, kept as `created_us`. A batch read with `cms` alone
 -- (legacy_batch: `created_us` = `cms` * 1000) gives the index entries it has that score
--- (none is added).
+-- (none is added) when it is written (a batch read from its own hash always is).
 local function migrate_score(batch_id, t)
   redis.call('ZADD', BIDX, 'XX', t.created_us, batch_id)
   if t.s then redis.call('ZADD', KEYS[BIDX_BY_STATUS[t.s]], 'XX', t.created_us, batch_id) end
   t.cms = nil
-  batch_changed(batch_id)
 end
 
 local function flush_batches()

@@ -31,10 +31,9 @@ while i <= #ARGV do
   local t = batch_state(batch_id) or {}
   local s = t.s
   local score, legacy = t.created_us, nil
-  if t.cms then
+  if t.cms then  -- its index scores are rescaled when it is written (migrate_score)
     legacy = t.cms
     report('migrated', batch_id, legacy, score)
-    if not dry then migrate_score(batch_id, t) end
   end
   local gone = false
   if not s and named then
