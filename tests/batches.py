@@ -60,12 +60,10 @@ async def write(client: Any, campaign_id: str, batch_id: str, row: Mapping[str, 
     await client.hset(keys.batches(campaign_id), batch_id, pack(row))
 
 
-async def change(store: Store, campaign_id: str, batch_id: str, **deltas: int) -> None:
-    """Add to some counters of the batch (`known=2`; `contacts_pending=1` is
-    `contacts:pending`), as a drifted counter would be."""
+async def change(store: Store, campaign_id: str, batch_id: str, deltas: Mapping[str, int]) -> None:
+    """Add to some counters of the batch (field -> delta), as a drifted counter would be."""
     row: dict[str, Any] = dict(await fields(store, campaign_id, batch_id))
-    for name, by in deltas.items():
-        field = name.replace("contacts_", "contacts:", 1).replace("retry_", "retry:", 1)
+    for field, by in deltas.items():
         row[field] = int(row.get(field, 0)) + by
     await write(store.client, campaign_id, batch_id, row)
 

@@ -17,7 +17,7 @@ from redis.exceptions import NoScriptError
 from processors.domain.batchstate import unpack_batch
 from processors.settings import Settings
 from processors.store import keys
-from processors.store.lua import BATCH_HASHES
+from processors.store.lua import BATCH_STATES
 
 Client = aioredis.Redis | RedisCluster
 T = TypeVar("T")
@@ -99,12 +99,12 @@ class StoreBase:
         self, campaign_id: str, batch_ids: list[str], chunk: int = 2000
     ) -> list[dict[str, str]]:
         """Each batch's fields by name (`batchstate.unpack_batch`; {} for a batch with no
-        state), in script calls of `chunk` batches (BATCH_HASHES)."""
+        state), in script calls of `chunk` batches (BATCH_STATES)."""
         rows: list[dict[str, str]] = []
         for start in range(0, len(batch_ids), chunk):
             ids = batch_ids[start : start + chunk]
-            packed = await self.run_script(BATCH_HASHES, [keys.batches(campaign_id)], ids)
-            rows += [unpack_batch(_text(p)) if p else {} for p in packed]
+            packed = await self.run_script(BATCH_STATES, [keys.batches(campaign_id)], ids)
+            rows += [unpack_batch(p) if p else {} for p in packed]
         return rows
 
     async def _now_ms(self) -> int:
@@ -114,7 +114,3 @@ class StoreBase:
     async def batch_ids(self, campaign_id: str) -> list[str]:
         """Every batch id listed in the campaign's index."""
         return cast(list[str], await self.client.zrange(keys.batch_index(campaign_id), 0, -1))
-
-
-def _text(reply: str | bytes) -> str:
-    return reply.decode() if isinstance(reply, bytes) else reply

@@ -14,6 +14,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError, RedisError
 
 from processors import StoreUnavailable
+from processors.domain.batchstate import unpack_batch
 from processors.domain.contract import BATCH_STATUSES
 from processors.domain.views import batch_view, stats_view
 from processors.store import keys
@@ -24,6 +25,7 @@ from processors.store.health import STUCK_TTL_SECONDS as STUCK_TTL_SECONDS
 from processors.store.health import Health
 from processors.store.lua import (
     APPLY_SLICE,
+    BATCH_PAGE,
 )
 from processors.store.series import Series
 from processors.store.slices import Slice, encode
@@ -222,14 +224,11 @@ class Store(Health, Series, Entities):
         """One page of batches ordered by (created_at, batch_id), undated batches last."""
         if status is not None and status not in BATCH_STATUSES:
             raise ValueError(f"unknown batch status {status!r}")
-        index = keys.batch_index(campaign_id, status)
-        batch_ids = cast(list[str], await self.client.zrange(index, skip, skip + limit - 1))
-        if not batch_ids:
-            return []
-        rows = await self.batch_states(campaign_id, batch_ids)
+        page = [keys.batch_index(campaign_id, status), keys.batches(campaign_id)]
+        flat = await self.run_script(BATCH_PAGE, page, [str(skip), str(skip + limit - 1)])
         return [
-            batch_view(campaign_id, batch_id, row)
-            for batch_id, row in zip(batch_ids, rows, strict=True)
+            batch_view(campaign_id, flat[n], unpack_batch(flat[n + 1]) if flat[n + 1] else {})
+            for n in range(0, len(flat), 2)
         ]
 
     async def org_campaigns(self, organization_id: str) -> list[str]:

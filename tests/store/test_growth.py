@@ -234,7 +234,7 @@ async def test_a_recount_of_many_batches_compares_them_a_chunk_at_a_time(store: 
     await deliver(store, events, random.Random(4))
     assert await store.recount(CMP, dry_run=True) == []
     client = store.client
-    await batches.change(store, CMP, "btc_321", known=2)
+    await batches.change(store, CMP, "btc_321", {"known": 2})
     status = (await batches.fields(store, CMP, "btc_17"))["s"]
     await client.zrem(keys.batch_index(CMP, status), "btc_17")
     expected = {("btc_321", "known", "6", "4"), ("index:btc_17", status, "absent", "present")}

@@ -115,7 +115,7 @@ async def corrupt(store: Store, rng: random.Random) -> None:
     await client.hdel(keys.batches("cmp_0"), "btc_1")
     await client.zrem(keys.batch_index("cmp_1"), "btc_2")
     await put_contact(store, "cmp_0", "con_ghost", "3|a|0|btc_1")
-    await batches.change(store, "cmp_0", "btc_1", contacts_pending=1)
+    await batches.change(store, "cmp_0", "btc_1", {"contacts:pending": 1})
 
 
 async def test_corruption_is_reported_by_dry_run_and_repaired(store: Store) -> None:

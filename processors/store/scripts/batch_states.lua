@@ -1,4 +1,4 @@
--- BATCH_HASHES: the states of some batches of one campaign (read only).
+-- BATCH_STATES: the states of some batches of one campaign (read only).
 --
 -- KEYS[1]     the campaign's batches hash (`keys.batches`)
 -- ARGV        batch ids
